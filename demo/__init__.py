@@ -1,0 +1,1 @@
+"""celery-xray: the kit that makes Celery's internals visible."""

@@ -1,0 +1,282 @@
+"""Read Redis MONITOR lines and say what each command means for Celery.
+
+Pure functions, no I/O: the watcher feeds raw MONITOR lines in, the display
+gets back parsed commands, task ids and short human phrases.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+# kombu names priority sub-queues queue + SEP + n (kombu/transport/redis.py `_q_for_pri`)
+# and joins binding members with the same separator.
+PRIORITY_SEP = "\x06\x16"
+
+# IPv6 peers are printed as "[::1]:5000", so the address itself may contain brackets.
+_LINE = re.compile(
+    r"(?P<ts>\d+(?:\.\d+)?) \[(?P<db>\d+) (?P<addr>\[[0-9A-Fa-f:.%]*\]:\d+|[^\]]+)\] (?P<rest>.+)"
+)
+_QUOTED = r'"(?:[^"\\]|\\.)*"'
+_ARGS = re.compile(rf"{_QUOTED}(?: {_QUOTED})*", re.DOTALL)
+_TOKEN = re.compile(_QUOTED, re.DOTALL)
+_ESCAPE = re.compile(r"\\(x[0-9A-Fa-f]{2}|.)", re.DOTALL)
+_NAMED = {"n": "\n", "r": "\r", "t": "\t", "a": "\a", "b": "\b"}
+_RESULT = r"celery-task-meta-(?P<id>.+)"
+_GROUP = r"celery-taskset-meta-(?P<id>[^.]+)"
+# Chord bookkeeping keys add a one-letter suffix to the group key (.j .t .s .d .c in
+# celery/backends/redis.py); older backends count with chord-unlock-<group id>.
+_CHORD = r"(?:celery-taskset-meta-|chord-unlock-)(?P<id>.+?)(?:\.[a-z])?"
+_ID_KEY = re.compile(rf"celery-task-meta-(?P<task>.+)|{_CHORD}", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class MonitorLine:
+    """One command as MONITOR printed it, with arguments unescaped."""
+
+    ts: float
+    db: int
+    addr: str  # "127.0.0.1:45254", "[::1]:5000", "lua" or "unix:/path"
+    args: tuple[str, ...]
+
+    @property
+    def command(self) -> str:
+        """The command name upper-cased (Lua scripts issue lower-case names)."""
+        return self.args[0].upper()
+
+    @property
+    def from_lua(self) -> bool:
+        """True when a Lua script (EVAL/EVALSHA) issued the command."""
+        return self.addr == "lua"
+
+
+def _unescape(quoted: str) -> str:
+    """Undo Redis's sdscatrepr quoting of one argument (quotes included).
+
+    MONITOR escapes bytes, so escapes are first rebuilt as bytes; UTF-8 text is
+    decoded as such and anything else falls back to one char per byte.
+    """
+
+    def one(m: re.Match[str]) -> str:
+        code = m.group(1)
+        if code.startswith("x") and len(code) == 3:
+            return chr(int(code[1:], 16))
+        return _NAMED.get(code, code)
+
+    text = _ESCAPE.sub(one, quoted[1:-1])
+    try:
+        return text.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return text
+
+
+def parse_monitor_line(line: str) -> MonitorLine | None:
+    """Parse one raw MONITOR line; None for "OK", blank lines and anything else."""
+    m = _LINE.fullmatch(line.rstrip("\r\n"))
+    if m is None or _ARGS.fullmatch(m["rest"]) is None:
+        return None
+    args = tuple(_unescape(tok) for tok in _TOKEN.findall(m["rest"]))
+    return MonitorLine(float(m["ts"]), int(m["db"]), m["addr"], args)
+
+
+def _id_in_envelope(raw: str) -> str | None:
+    """headers.id of a kombu envelope, or of the first item of an unacked entry."""
+    try:
+        obj = json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
+        return None
+    if isinstance(obj, list) and obj:
+        obj = obj[0]  # unacked values are [message, exchange, routing_key]
+    headers = obj.get("headers") if isinstance(obj, dict) else None
+    task_id = headers.get("id") if isinstance(headers, dict) else None
+    return task_id if isinstance(task_id, str) and task_id else None
+
+
+def task_id_of(args: Sequence[str]) -> str | None:
+    """The Celery task (or group) id a command concerns, or None. Never raises."""
+    if len(args) < 2:
+        return None
+    command = str(args[0]).upper()
+    for arg in args[1:]:
+        m = _ID_KEY.fullmatch(str(arg))
+        if m is not None:
+            return m["task"] or m["id"]
+    if command in ("LPUSH", "RPUSH") or (command == "HSET" and args[1] == "unacked"):
+        for value in args[2:]:
+            found = _id_in_envelope(str(value))
+            if found is not None:
+                return found
+    return None
+
+
+def queue_of(key: str) -> tuple[str, int | None]:
+    """Split a priority sub-queue name: "celery\\x06\\x163" -> ("celery", 3)."""
+    queue, sep, suffix = key.rpartition(PRIORITY_SEP)
+    if sep and queue and suffix.isascii() and suffix.isdigit():
+        return queue, int(suffix)
+    return key, None
+
+
+def _brpop(args: Sequence[str]) -> str:
+    """Phrase for BRPOP: group the sub-queues under the queue they belong to."""
+    split = [queue_of(key) for key in args[1:-1]]  # the last argument is the timeout
+    queues = list(dict.fromkeys(q for q, p in split if p is None))
+    priorities = list(dict.fromkeys(p for _, p in split if p is not None))
+    names = ", ".join(f"'{q}'" for q in queues)
+    noun, owner = ("queue", "its") if len(queues) == 1 else ("queues", "their")
+    phrase = f"wait for a message on {noun} {names}"
+    if priorities:
+        phrase += f" (and {owner} priority sub-queues {', '.join(map(str, priorities))})"
+    return phrase
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """commands: space-separated names; key: regex the key must fully match.
+
+    phrase is a str.format template (fields: the regex groups, key, q = queue
+    of key, a = args) or a function of the args.
+    """
+
+    commands: str
+    key: str
+    phrase: str | Callable[[Sequence[str]], str]
+
+
+_EV = r"/\d+\.celeryev/"
+_BIND = r"_kombu\.binding\.(?P<ex>.+)"
+_PIN = r"_kombu\.binding_permanent\.(?P<ex>.+)"
+_DEADLINES = r"_kombu\.binding_deadlines"
+_PIDBOX = r"/\d+\.celery\.pidbox"
+_REPLY = r".+\.reply\.celery\.pidbox(?:\x06\x16\d+)?"
+
+# First match wins, so specific keys come before the catch-all for a command.
+_RULES: tuple[_Rule, ...] = (
+    _Rule("MULTI", ".*", "begin transaction"),
+    _Rule("EXEC", ".*", "commit transaction"),
+    _Rule("DISCARD", ".*", "abort transaction"),
+    _Rule("*", "unacked_mutex", "restore unacked messages (visibility timeout check)"),
+    _Rule("ZRANGE", "unacked_index", "look for unacked messages past the visibility timeout"),
+    _Rule("ZADD", "unacked_index", "reserve message {a[3]} in unacked"),
+    _Rule("HSET", "unacked", "reserve message {a[2]} in unacked"),
+    _Rule("ZREM HDEL", "unacked(?:_index)?", "ack message {a[2]}"),
+    _Rule("LPUSH RPUSH", _REPLY, "reply to a control command"),
+    _Rule("BRPOP", _REPLY, "wait for replies to a control command"),
+    _Rule("LPUSH RPUSH", "(?!celery-taskset-meta-).+", "publish a task message to queue '{q}'"),
+    _Rule("BRPOP", ".*", _brpop),
+    _Rule("LLEN", ".+", "count messages waiting in queue '{q}'"),
+    _Rule("SETEX", _RESULT, "store result of task {id} (expires in {a[2]} s)"),
+    _Rule("SET", _RESULT, "store result of task {id}"),
+    _Rule("PUBLISH", _RESULT, "announce result of task {id}"),
+    _Rule("SUBSCRIBE", _RESULT, "listen for result of task {id}"),
+    _Rule("UNSUBSCRIBE", _RESULT, "stop listening for result of task {id}"),
+    _Rule("GET MGET", _RESULT, "read result of task {id}"),
+    _Rule("DEL", _RESULT, "forget result of task {id}"),
+    _Rule("SET SETEX", _GROUP, "store result of group {id}"),
+    _Rule("GET", _GROUP, "read result of group {id}"),
+    _Rule("*", _CHORD, "update chord state of group {id}"),
+    _Rule("PUBLISH", _EV + "task\\.multi", "send batched task events"),
+    _Rule("PUBLISH", _EV + "worker\\.heartbeat", "send worker heartbeat"),
+    _Rule("PUBLISH", _EV + "(?P<rk>.+)", "send event '{rk}'"),
+    _Rule("PSUBSCRIBE", _EV + "(?P<rk>.+)", "listen for events matching '{rk}'"),
+    _Rule("PUNSUBSCRIBE", _EV + "(?P<rk>.+)", "stop listening for events matching '{rk}'"),
+    _Rule("PSUBSCRIBE", _PIDBOX, "listen for remote control commands"),
+    _Rule("PUNSUBSCRIBE", _PIDBOX, "stop listening for remote control commands"),
+    _Rule("PUBLISH", _PIDBOX, "broadcast a control command"),
+    _Rule("SADD", _BIND, "bind queue to exchange '{ex}'"),
+    _Rule("SREM", _BIND, "unbind queue from exchange '{ex}'"),
+    _Rule("SADD", _PIN, "pin binding to exchange '{ex}'"),
+    _Rule("SREM", _PIN, "unpin binding to exchange '{ex}'"),
+    _Rule("EVALSHA EVAL", _BIND, "bind queue to exchange '{ex}' (with deadline)"),
+    _Rule("EVALSHA EVAL", _DEADLINES, "sweep bindings past their deadline"),
+    _Rule("ZADD", _DEADLINES, "push back deadline of exchange '{a[4]}' bindings"),
+    _Rule("ZRANGEBYSCORE", _DEADLINES, "find bindings past their deadline"),
+    _Rule("SCRIPT", "(?i)load", "load a Lua script into the server's cache"),
+    _Rule("SCRIPT", "(?i)exists", "check a Lua script is cached"),
+    _Rule("HELLO", ".*", "open the connection (protocol RESP{key})"),
+    _Rule("PING", ".*", "check the connection is alive"),
+)
+
+
+def _key_of(args: Sequence[str]) -> str:
+    """The key a command acts on: for EVAL/EVALSHA the first declared KEYS entry."""
+    if args[0].upper() in ("EVAL", "EVALSHA"):
+        has_keys = len(args) > 3 and args[2].isascii() and args[2].isdigit() and int(args[2]) > 0
+        return args[3] if has_keys else ""
+    return args[1] if len(args) > 1 else ""
+
+
+def _apply(rule: _Rule, command: str, args: Sequence[str], key: str) -> str | None:
+    """The rule's phrase for this command, or None when the rule does not apply."""
+    if rule.commands != "*" and command not in rule.commands.split():
+        return None
+    m = re.fullmatch(rule.key, key, re.DOTALL)
+    if m is None:
+        return None
+    if callable(rule.phrase):
+        return rule.phrase(args)
+    try:
+        return rule.phrase.format(**m.groupdict(), key=key, q=queue_of(key)[0], a=args)
+    except (IndexError, KeyError):
+        return None  # too few arguments for this template: let a later rule speak
+
+
+def describe(args: Sequence[str]) -> str:
+    """One short phrase for what the command does in Celery terms. Never raises."""
+    if not args:
+        return ""
+    command, key = args[0].upper(), _key_of(args)
+    for rule in _RULES:
+        phrase = _apply(rule, command, args, key)
+        if phrase is not None:
+            return phrase
+    return f"{command} {_quote(key)}" if key else command
+
+
+def _escape(ch: str) -> str:
+    """One char as Redis would print it inside quotes."""
+    if ch in '"\\':
+        return "\\" + ch
+    if ch in "\n\r\t":
+        return repr(ch)[1:-1]
+    if not ch.isprintable():
+        return f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
+    return ch
+
+
+def _quote(arg: str) -> str:
+    """Quote one argument the way Redis does; control chars become escapes."""
+    return '"' + "".join(map(_escape, arg)) + '"'
+
+
+def _cut(arg: str, cap: int) -> str:
+    """Quote arg; past cap chars, keep a prefix and add a "…(N bytes)" marker.
+
+    The prefix is cut between characters, never inside an escape sequence.
+    """
+    quoted = _quote(arg)
+    if len(quoted) <= cap:
+        return quoted
+    marker = f"…({len(arg.encode('utf-8', 'surrogatepass'))} bytes)"
+    budget, kept = cap - len(marker) - 2, []
+    for ch in arg:
+        budget -= len(_escape(ch))
+        if budget < 0:
+            break
+        kept.append(_escape(ch))
+    return '"' + "".join(kept) + '"' + marker
+
+
+def short(args: Sequence[str], width: int = 120) -> str:
+    """One terminal line for a command, never longer than width (minimum 20).
+
+    Each argument is quoted; one longer than half the width is cut and marked
+    with its size, and the line is cut with "…" if still too long. Half the
+    width keeps keys such as celery-task-meta-<uuid> whole at the default.
+    """
+    width = max(width, 20)
+    cap = max(width // 2, 16)
+    line = " ".join(_cut(str(arg), cap) for arg in args)
+    return line if len(line) <= width else line[: width - 1] + "…"

@@ -1,0 +1,134 @@
+"""An SMTP server that keeps every mail it receives as a .eml file, so nothing is lost.
+
+Run on its own: `python -m demo.stack.smtp_sink --port 1025 --dir MAILDIR`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import email
+import email.policy
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from demo.stack.procs import port_accepts, stop_process, wait_until
+
+
+@dataclass(frozen=True)
+class Mail:
+    path: Path
+    message_id: str
+    sender: str
+    recipients: str
+    subject: str
+    received: float
+
+
+class _KeepEveryMail:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._count = 0
+        self._lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802  (aiosmtpd's hook name)
+        with self._lock:
+            self._count += 1
+            name = f"{time.time():.6f}-{self._count:05d}.eml"
+        (self.folder / name).write_bytes(envelope.original_content or envelope.content)
+        return "250 Message accepted for delivery"
+
+
+def serve(port: int, folder: Path) -> None:
+    from aiosmtpd.controller import Controller  # noqa: PLC0415  (only the sink process needs it)
+
+    folder.mkdir(parents=True, exist_ok=True)
+    controller = Controller(_KeepEveryMail(folder), hostname="127.0.0.1", port=port)
+    controller.start()
+    print(f"SMTP sink on 127.0.0.1:{port}, mails in {folder}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    controller.stop()
+
+
+def read_mails(folder: Path) -> list[Mail]:
+    """Every mail the sink kept, oldest first."""
+    mails = []
+    for path in sorted(folder.glob("*.eml")):
+        parsed = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        mails.append(
+            Mail(
+                path=path,
+                message_id=str(parsed.get("Message-ID", "")),
+                sender=str(parsed.get("From", "")),
+                recipients=str(parsed.get("To", "")),
+                subject=str(parsed.get("Subject", "")),
+                received=float(path.name.split("-", 1)[0]),
+            )
+        )
+    return mails
+
+
+@dataclass
+class SmtpSink:
+    """The sink as a child process: it can be stopped and started again on the same port."""
+
+    port: int
+    folder: Path
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def start(self, deadline_s: float = 15.0) -> SmtpSink:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        log = self.folder.parent / f"smtp-sink-{self.port}.log"
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "demo.stack.smtp_sink",
+                    "--port",
+                    str(self.port),
+                    "--dir",
+                    str(self.folder),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        wait_until(
+            lambda: port_accepts("127.0.0.1", self.port),
+            deadline_s,
+            f"SMTP sink on port {self.port}",
+            self.proc,
+            log,
+        )
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, grace_s=5)
+            self.proc = None
+
+    def mails(self) -> list[Mail]:
+        return read_mails(self.folder)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=1025)
+    parser.add_argument("--dir", type=Path, required=True)
+    args = parser.parse_args()
+    serve(args.port, args.dir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""A real `celery -A envoi_mails worker` subprocess, ready when it answers a ping."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from demo.errors import KitError
+from demo.stack.procs import stop_process, tail, wait_until
+
+
+@dataclass
+class Worker:
+    """The tutorial's worker command; `extra` adds options such as `-c 2` or `-E`."""
+
+    env: dict[str, str]
+    log: Path
+    name: str = "celery"
+    extra: list[str] = field(default_factory=list)
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    @property
+    def nodename(self) -> str:
+        import socket  # noqa: PLC0415
+
+        return f"{self.name}@{socket.gethostname()}"
+
+    @property
+    def command(self) -> list[str]:
+        return [
+            "celery",
+            "-A",
+            "envoi_mails",
+            "worker",
+            "--loglevel=info",
+            "-n",
+            f"{self.name}@%h",
+            *self.extra,
+        ]
+
+    def start(self, deadline_s: float = 30.0) -> Worker:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", *self.command],
+                env={**os.environ, **self.env},
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        wait_until(self._answers_ping, deadline_s, f"worker {self.nodename}", self.proc, self.log)
+        return self
+
+    def _answers_ping(self) -> bool:
+        from demo.client import control_app  # noqa: PLC0415
+
+        replies = control_app(self.env).control.ping(destination=[self.nodename], timeout=0.5)
+        return any(self.nodename in reply for reply in replies or [])
+
+    @property
+    def pid(self) -> int:
+        if self.proc is None:
+            raise KitError(f"worker {self.nodename} is not started")
+        return self.proc.pid
+
+    def children(self) -> list[int]:
+        """The pool's child pids, as the OS sees them."""
+        try:
+            return sorted(child.pid for child in psutil.Process(self.pid).children())
+        except psutil.NoSuchProcess:
+            return []
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, grace_s)
+
+    def log_tail(self) -> str:
+        return tail(self.log)

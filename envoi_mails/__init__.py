@@ -1,0 +1,28 @@
+"""The tutorial's Celery app: `celery -A envoi_mails worker --loglevel=info` finds `app` here.
+
+`from envoi_mails import app, envoi_mail, add` builds the app from the environment on first
+use, not when a submodule such as `envoi_mails.settings` is imported: the kit reads settings
+before it knows which Redis the app must talk to.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from envoi_mails.instance import app, settings
+    from envoi_mails.tasks import add, envoi_mail, fail, flaky, slow, whoami
+
+_HOME = {"app": "instance", "settings": "instance", "add": "tasks", "envoi_mail": "tasks",
+         "fail": "tasks", "flaky": "tasks", "slow": "tasks", "whoami": "tasks"}
+
+__all__ = ["add", "app", "envoi_mail", "fail", "flaky", "settings", "slow", "whoami"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module 'envoi_mails' has no attribute {name!r}")
+    if name == "app":
+        importlib.import_module("envoi_mails.tasks")  # the worker must see every task
+    return getattr(importlib.import_module(f"envoi_mails.{_HOME[name]}"), name)

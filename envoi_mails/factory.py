@@ -1,0 +1,39 @@
+"""The tutorial's Celery app: built from Settings, JSON only, with bounded waits on Redis."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from envoi_mails.settings import Settings
+
+# A client facing an unreachable Redis must fail within seconds, not retry for minutes.
+_CONNECT_TIMEOUT_S = 2.0
+_PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+
+
+def create_app(settings: Settings) -> Celery:
+    """Build the app. Importing `envoi_mails` does this once, from the environment."""
+    backend = settings.result_backend
+    if settings.xray_trace and backend.startswith(("redis://", "rediss://")):
+        # Same Redis backend, plus a hook that records who stores and who reads each result.
+        backend = f"envoi_mails.xray.backend:TracedRedisBackend+{backend}"
+    app = Celery(
+        "envoi_mails",
+        broker=settings.broker_url,
+        backend=backend,
+        task_cls="envoi_mails.xray.request:TracedTask" if settings.xray_trace else None,
+    )
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        broker_connection_timeout=_CONNECT_TIMEOUT_S,
+        broker_transport_options={"socket_connect_timeout": _CONNECT_TIMEOUT_S},
+        task_publish_retry_policy=_PUBLISH_RETRY,
+        redis_socket_connect_timeout=_CONNECT_TIMEOUT_S,
+        result_backend_transport_options={"retry_policy": {"max_retries": 2}},
+        # The worker keeps trying at start-up, as in the tutorial: Redis may come up later.
+        broker_connection_retry_on_startup=True,
+    )
+    return app

@@ -1,0 +1,94 @@
+"""Sending one mail over SMTP with smtplib, and telling retryable failures from final ones."""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import socket
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate
+
+# Deliberately simple: one @, a non-empty local part, a dotted domain, no spaces or brackets.
+# Enough to refuse typos at once instead of bothering an SMTP server.
+_ADDRESS = re.compile(r"^[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+
+
+class InvalidAddress(ValueError):
+    """The recipient is not a mail address: final, never retried."""
+
+
+class SmtpUnavailable(ConnectionError):
+    """The SMTP server could not be reached or refused us for now: worth retrying."""
+
+
+class MailRejected(RuntimeError):
+    """The SMTP server answered and refused this mail for good: final, never retried."""
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    host: str
+    port: int
+    timeout: float = 5.0
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def validate_address(address: object) -> str:
+    """Return the address, stripped, or raise :class:`InvalidAddress` saying why."""
+    if not isinstance(address, str):
+        raise InvalidAddress(f"recipient must be a string, got {type(address).__name__}")
+    candidate = address.strip()
+    if not _ADDRESS.match(candidate):
+        raise InvalidAddress(f"{address!r} is not a valid e-mail address (expected name@domain.tld)")
+    return candidate
+
+
+def build_message(
+    sender: str, recipient: str, subject: str, body: str, message_id: str
+) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = recipient
+    message["Subject"] = subject
+    message["Date"] = formatdate(localtime=True)
+    # The Message-ID carries the task id, so a duplicate delivery would be visible at once.
+    message["Message-ID"] = message_id
+    message.set_content(body)
+    return message
+
+
+def send(message: EmailMessage, server: SmtpServer) -> None:
+    """Deliver `message` through `server`.
+
+    Raises SmtpUnavailable when nothing was delivered and a later try may work (connection
+    refused, timeout, 4xx), MailRejected when the server refused the mail for good (5xx).
+    Once the server has accepted the DATA, the mail counts as sent: a failure while closing
+    the connection must not lead to a retry, which would send it twice.
+    """
+    try:
+        client = smtplib.SMTP(server.host, server.port, timeout=server.timeout)
+    except (OSError, smtplib.SMTPException) as exc:
+        raise SmtpUnavailable(f"SMTP server {server} unreachable: {_reason(exc)}") from exc
+    try:
+        client.send_message(message)
+    except smtplib.SMTPRecipientsRefused as exc:
+        raise MailRejected(f"SMTP server {server} refused the recipient: {exc.recipients}") from exc
+    except smtplib.SMTPResponseException as exc:
+        if 400 <= exc.smtp_code < 500:
+            raise SmtpUnavailable(f"SMTP server {server} said try later: {exc.smtp_code}") from exc
+        raise MailRejected(f"SMTP server {server} refused the mail: {exc.smtp_code}") from exc
+    except (OSError, smtplib.SMTPException) as exc:
+        raise SmtpUnavailable(f"SMTP server {server} dropped the connection: {_reason(exc)}") from exc
+    try:
+        client.quit()
+    except (OSError, smtplib.SMTPException):
+        pass  # the mail was accepted; see the docstring
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, socket.timeout):
+        return "timed out"
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__

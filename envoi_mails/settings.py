@@ -1,0 +1,89 @@
+"""Every environment variable the app reads, in one typed object with named defaults."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_BROKER_URL = "redis://localhost:6379/0"  # the tutorial's Redis
+DEFAULT_SMTP_HOST = "localhost"
+DEFAULT_SMTP_PORT = 1025  # the port of the tutorial's local SMTP sink (and of mailpit)
+DEFAULT_MAIL_FROM = "envoi-mails@example.com"
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the app cannot use."""
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a yes/no value: use 1 or 0")
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if value < 0:
+        raise SettingsError(f"{name}={raw!r} must not be negative")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the app is configured with. Build it with :meth:`from_env`."""
+
+    broker_url: str = DEFAULT_BROKER_URL
+    result_backend: str = DEFAULT_BROKER_URL
+    smtp_host: str = DEFAULT_SMTP_HOST
+    smtp_port: int = DEFAULT_SMTP_PORT
+    smtp_timeout: float = 5.0
+    mail_from: str = DEFAULT_MAIL_FROM
+    # A refused or unreachable SMTP server is retried: backoff * 2**n seconds, capped.
+    mail_max_retries: int = 5
+    mail_retry_backoff: float = 2.0
+    mail_retry_backoff_max: float = 60.0
+    # XRAY_TRACE=0: no instrumentation at all, the app is plain Celery (for the benchmark).
+    xray_trace: bool = True
+    # auto: coloured console lines on a terminal, JSON lines otherwise.
+    log_format: str = "auto"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        broker = env.get("CELERY_BROKER_URL") or DEFAULT_BROKER_URL
+        port = _number(env, "SMTP_PORT", float(DEFAULT_SMTP_PORT))
+        if not port.is_integer() or not 0 < port < 65536:
+            raise SettingsError(f"SMTP_PORT={env.get('SMTP_PORT')!r} is not a TCP port")
+        log_format = (env.get("XRAY_LOG_FORMAT") or "auto").lower()
+        if log_format not in {"auto", "console", "json"}:
+            raise SettingsError(f"XRAY_LOG_FORMAT={log_format!r}: use auto, console or json")
+        return cls(
+            broker_url=broker,
+            result_backend=env.get("CELERY_RESULT_BACKEND") or broker,
+            smtp_host=env.get("SMTP_HOST") or DEFAULT_SMTP_HOST,
+            smtp_port=int(port),
+            smtp_timeout=_number(env, "SMTP_TIMEOUT", 5.0),
+            mail_from=env.get("MAIL_FROM") or DEFAULT_MAIL_FROM,
+            mail_max_retries=int(_number(env, "MAIL_MAX_RETRIES", 5.0)),
+            mail_retry_backoff=_number(env, "MAIL_RETRY_BACKOFF", 2.0),
+            mail_retry_backoff_max=_number(env, "MAIL_RETRY_BACKOFF_MAX", 60.0),
+            xray_trace=_flag(env, "XRAY_TRACE", True),
+            log_format=log_format,
+        )
+
+    def mail_retry_delay(self, retries: int) -> float:
+        """Seconds to wait before the next SMTP try, after `retries` failed ones."""
+        return float(min(self.mail_retry_backoff * 2**retries, self.mail_retry_backoff_max))

@@ -1,0 +1,86 @@
+"""The tutorial's mail task, plus small teaching tasks for the scenarios."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from celery import Task
+
+from envoi_mails import mailer
+from envoi_mails.instance import app, settings
+
+DEFAULT_SUBJECT = "Bonjour depuis Celery"
+DEFAULT_BODY = "Ce mail a été envoyé par une tâche Celery."
+
+
+@app.task(bind=True, name="envoi_mails.envoi_mail", max_retries=settings.mail_max_retries)
+def envoi_mail(
+    self: Task, destinataire: str, subject: str = DEFAULT_SUBJECT, body: str = DEFAULT_BODY
+) -> dict[str, Any]:
+    """Send one mail over SMTP; return who it went to, its Message-ID and the pid that sent it.
+
+    An invalid address fails at once (no SMTP traffic, no retry). An unreachable or busy
+    SMTP server is retried with exponential backoff, `mail_max_retries` times, then fails.
+    """
+    recipient = mailer.validate_address(destinataire)
+    # Retries of one task keep its id, so they keep this Message-ID too.
+    message_id = f"<{self.request.id}@envoi-mails>"
+    message = mailer.build_message(settings.mail_from, recipient, subject, body, message_id)
+    server = mailer.SmtpServer(settings.smtp_host, settings.smtp_port, settings.smtp_timeout)
+    try:
+        mailer.send(message, server)
+    except mailer.SmtpUnavailable as exc:
+        tries = self.request.retries + 1
+        if self.request.retries >= (self.max_retries or 0):
+            raise mailer.SmtpUnavailable(
+                f"{exc} (gave up after {tries} tries; start the SMTP server or set SMTP_HOST/SMTP_PORT)"
+            ) from exc
+        raise self.retry(exc=exc, countdown=settings.mail_retry_delay(self.request.retries))
+    return {
+        "destinataire": recipient,
+        "message_id": message_id,
+        "smtp": str(server),
+        "pid": os.getpid(),
+        "tries": self.request.retries + 1,
+    }
+
+
+@app.task(name="envoi_mails.add")
+def add(a: float, b: float) -> float:
+    return a + b
+
+
+@app.task(name="envoi_mails.slow")
+def slow(seconds: float) -> dict[str, float | int]:
+    """Sleep, then say which process did it and when: the evidence for prefetch scenarios."""
+    started = time.time()
+    time.sleep(seconds)
+    return {"pid": os.getpid(), "started": started, "ended": time.time()}
+
+
+@app.task(name="envoi_mails.whoami")
+def whoami() -> dict[str, int]:
+    """The pid and parent pid of the process that ran this task."""
+    return {"pid": os.getpid(), "ppid": os.getppid()}
+
+
+class TeachingError(RuntimeError):
+    """Raised on purpose by the teaching tasks."""
+
+
+@app.task(name="envoi_mails.fail")
+def fail(message: str = "échec voulu") -> None:
+    raise TeachingError(message)
+
+
+@app.task(bind=True, name="envoi_mails.flaky", max_retries=10)
+def flaky(self: Task, failures: int, countdown: float = 0.2) -> dict[str, int]:
+    """Fail the first `failures` times, retrying after `countdown` s; then succeed."""
+    if self.request.retries < failures:
+        raise self.retry(
+            exc=TeachingError(f"try {self.request.retries + 1} fails on purpose"),
+            countdown=countdown,
+        )
+    return {"tries": self.request.retries + 1, "pid": os.getpid()}

@@ -1,0 +1,41 @@
+"""The Redis result backend, plus hops for who stores a result and who receives it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.backends.redis import RedisBackend, ResultConsumer
+
+from envoi_mails.xray.trace import hop
+
+
+class TracedResultConsumer(ResultConsumer):  # type: ignore[misc]  # celery is untyped
+    def on_state_change(self, meta: dict[str, Any], message: Any) -> None:
+        if meta.get("task_id"):
+            hop("result.message", task_id=meta["task_id"], status=meta.get("status"))
+        super().on_state_change(meta, message)
+
+
+class TracedRedisBackend(RedisBackend):  # type: ignore[misc]  # celery is untyped
+    ResultConsumer = TracedResultConsumer
+
+    def on_task_call(self, producer: Any, task_id: str) -> None:
+        super().on_task_call(producer, task_id)
+        hop("result.subscribe", task_id=task_id, key=self.get_key_for_task(task_id).decode())
+
+    def _store_result(
+        self, task_id: str, result: Any, state: str, traceback: Any = None,
+        request: Any = None, **kwargs: Any,
+    ) -> Any:
+        stored = super()._store_result(
+            task_id, result, state, traceback=traceback, request=request, **kwargs
+        )
+        key = self.get_key_for_task(task_id).decode()
+        hop("result.stored", task_id=task_id, key=key, ttl=self.expires, status=state)
+        return stored
+
+    def wait_for_pending(self, result: Any, **kwargs: Any) -> Any:
+        hop("result.wait", task_id=result.id)
+        value = super().wait_for_pending(result, **kwargs)
+        hop("result.fetched", task_id=result.id, status=result.state)
+        return value

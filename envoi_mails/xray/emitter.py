@@ -1,0 +1,102 @@
+"""Ships trace events from any process to one capped Redis stream, off the hot path.
+
+Why a Redis stream: every process of the app (client, worker MainProcess, pool children,
+containers) already reaches this Redis, so the timeline needs no other server; XADD with
+MAXLEN keeps it bounded. Why a buffer and a thread: a round-trip per event would slow the
+worker measurably; `emit` only appends to a bounded deque and a daemon thread sends
+batches in one pipeline every FLUSH_INTERVAL_S.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import threading
+from collections import deque
+from typing import Any
+
+import redis
+
+STREAM = "xray:trace"
+STREAM_MAXLEN = 100_000  # about 30 MB of events at most on the Redis side
+BUFFER_MAX = 20_000  # per process, if Redis is gone: oldest events are dropped
+FLUSH_INTERVAL_S = 0.05
+CLIENT_NAME = "xray-trace"  # lets the spy leave the kit's own traffic out
+
+
+class Emitter:
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._buffer: deque[dict[str, Any]] = deque(maxlen=BUFFER_MAX)
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._redis: redis.Redis | None = None
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self.dropped = 0
+
+    def emit(self, event: dict[str, Any]) -> None:
+        """Queue one event; never blocks on Redis."""
+        if self._pid != os.getpid():
+            self._reset_after_fork()
+        self._buffer.append(event)
+        if self._thread is None:
+            self._start()
+
+    def flush(self) -> None:
+        """Send what is queued now (called by the thread, and at exit)."""
+        with self._lock:
+            batch: list[dict[str, Any]] = []
+            while self._buffer:
+                batch.append(self._buffer.popleft())
+            if not batch:
+                return
+            try:
+                pipe = self._client().pipeline(transaction=False)
+                for event in batch:
+                    payload = json.dumps(event, default=str, separators=(",", ":"))
+                    pipe.xadd(STREAM, {"e": payload}, maxlen=STREAM_MAXLEN, approximate=True)
+                pipe.execute()
+            except redis.RedisError:
+                self.dropped += len(batch)  # tracing must never break the app
+
+    def _client(self) -> redis.Redis:
+        if self._redis is None:
+            self._redis = redis.Redis.from_url(
+                self._url, socket_connect_timeout=1, socket_timeout=2, client_name=CLIENT_NAME
+            )
+        return self._redis
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="xray-emitter", daemon=True)
+        self._thread.start()
+        atexit.register(self.flush)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(FLUSH_INTERVAL_S)
+            self.flush()
+
+    def _reset_after_fork(self) -> None:
+        # A forked child inherits the parent's buffer (already owned by the parent), a lock
+        # that may be held, and a thread that does not exist here: start afresh.
+        self._buffer = deque(maxlen=BUFFER_MAX)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._redis = None
+        self._thread = None
+        self._pid = os.getpid()
+
+
+_emitter: Emitter | None = None
+
+
+def configure(url: str) -> Emitter:
+    global _emitter
+    _emitter = Emitter(url)
+    return _emitter
+
+
+def get() -> Emitter | None:
+    return _emitter

@@ -1,0 +1,55 @@
+"""The catalogue of trace hops: every event name the kit emits, where it fires, and why there.
+
+One place to read what a trace line means. Each hop is emitted in the process where the
+thing really happens (see docs/architecture.md for the Celery source behind each one).
+
+Every trace event is a flat JSON object with at least:
+  ts (epoch seconds, float), event (a name below), role, pid, ppid, host,
+and, when known, task_id and task (the task's name).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Roles: which kind of process emitted an event.
+CLIENT: Final = "client"
+WORKER_MAIN: Final = "worker-main"
+POOL_CHILD: Final = "pool-child"
+FLOWER: Final = "flower"
+SPY: Final = "spy"
+
+ROLES: Final = (CLIENT, WORKER_MAIN, POOL_CHILD, FLOWER, SPY)
+
+# hop name -> (role that emits it, what it means)
+HOPS: Final[dict[str, tuple[str, str]]] = {
+    # client
+    "result.subscribe": (CLIENT, "the result backend subscribes to celery-task-meta-<id> (before publish)"),
+    "task.publishing": (CLIENT, "before_task_publish: the message is built, about to LPUSH"),
+    "task.published": (CLIENT, "after_task_publish: the message is in the broker"),
+    "result.wait": (CLIENT, "result.get() starts waiting on the pub/sub channel"),
+    "result.message": (CLIENT, "the result arrived on the pub/sub channel (or by GET)"),
+    "result.fetched": (CLIENT, "result.get() returned"),
+    # worker MainProcess
+    "worker.init": (WORKER_MAIN, "worker_init: the MainProcess starts, before forking the pool"),
+    "worker.ready": (WORKER_MAIN, "worker_ready: pool forked, consuming"),
+    "worker.heartbeat": (WORKER_MAIN, "heartbeat_sent: a worker-heartbeat event went out (-E only)"),
+    "worker.shutdown": (WORKER_MAIN, "worker_shutdown: the MainProcess stops"),
+    "task.received": (WORKER_MAIN, "task_received: the MainProcess took the message off the queue"),
+    "task.accepted": (WORKER_MAIN, "a pool child sent ACK for the job (child_pid says which)"),
+    "task.acked": (WORKER_MAIN, "the MainProcess acknowledged the message (ZREM/HDEL unacked)"),
+    "task.event": (WORKER_MAIN, "the MainProcess sent a task event (task-started, task-succeeded ...)"),
+    # pool child
+    "child.init": (POOL_CHILD, "worker_process_init: a freshly forked pool child"),
+    "child.shutdown": (POOL_CHILD, "worker_process_shutdown: a pool child exits"),
+    "task.prerun": (POOL_CHILD, "task_prerun: the child is about to run the task body"),
+    "result.stored": (POOL_CHILD, "the child wrote celery-task-meta-<id> (SETEX + PUBLISH)"),
+    "task.success": (POOL_CHILD, "task_success: the task returned"),
+    "task.failure": (POOL_CHILD, "task_failure: the task raised"),
+    "task.retry": (POOL_CHILD, "task_retry: the task asked to be retried"),
+    "task.postrun": (POOL_CHILD, "task_postrun: the child is done with the task"),
+    # any process
+    "log": ("*", "a log record from Celery or kombu (logger, level, message)"),
+    # the spy
+    "redis.command": (SPY, "a Redis command seen by MONITOR, with the role and pid that sent it"),
+}

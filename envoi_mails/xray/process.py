@@ -1,0 +1,50 @@
+"""Who this process is: its role in the Celery picture, pid, parent pid, host."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+from envoi_mails.xray.hops import CLIENT, FLOWER, POOL_CHILD, WORKER_MAIN
+
+_role: str | None = None
+_identity: dict[str, object] | None = None
+
+
+def role() -> str:
+    """The role set by a worker signal, else flower or client from the command line."""
+    if _role is not None:
+        return _role
+    return FLOWER if "flower" in sys.argv else CLIENT
+
+
+def set_role(value: str) -> None:
+    global _role, _identity
+    _role = value
+    _identity = None
+
+
+def identity() -> dict[str, object]:
+    """The fields every trace event carries; cached, and recomputed after a fork."""
+    global _identity
+    if _identity is None:
+        _identity = {
+            "role": role(),
+            "pid": os.getpid(),
+            "ppid": os.getppid(),
+            "host": socket.gethostname(),
+        }
+    return _identity
+
+
+def _after_fork_in_child() -> None:
+    # billiard forks the pool children from the MainProcess: they start as its copy, so
+    # the cached pid and role would lie until worker_process_init runs.
+    global _identity
+    _identity = None
+    if _role == WORKER_MAIN:
+        set_role(POOL_CHILD)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
