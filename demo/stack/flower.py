@@ -42,6 +42,7 @@ class Flower:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches the kit only: it stops them in order
             )
         wait_until(self._healthy, deadline_s, f"Flower on {self.url}", self.proc, self.log)
         return self

@@ -94,6 +94,7 @@ class RedisServer:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C reaches the kit only: it stops them in order
         )
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
 

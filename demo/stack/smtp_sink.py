@@ -103,6 +103,7 @@ class SmtpSink:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches the kit only: it stops them in order
             )
         wait_until(
             lambda: port_accepts("127.0.0.1", self.port),

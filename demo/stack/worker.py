@@ -52,6 +52,7 @@ class Worker:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches the kit only: it stops them in order
             )
         wait_until(self._answers_ping, deadline_s, f"worker {self.nodename}", self.proc, self.log)
         return self

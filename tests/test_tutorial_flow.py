@@ -1,0 +1,91 @@
+"""The tutorial's flow on real processes: a worker, a Redis, an SMTP server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from demo.stack.stack import Stack
+from demo.stack.worker import Worker
+
+pytestmark = pytest.mark.e2e
+
+
+def test_envoi_mail_delivers_one_mail_to_the_recipient(stack: Stack, worker: Worker) -> None:
+    from envoi_mails import envoi_mail
+
+    result = envoi_mail.apply_async(args=["destinataire@example.com"])
+    value = result.get(timeout=30)
+
+    assert value["destinataire"] == "destinataire@example.com"
+    assert value["pid"] in worker.children(), "a pool child, not the MainProcess, sends the mail"
+    delivered = [m for m in stack.mails() if result.id in m.message_id]
+    assert len(delivered) == 1
+    assert delivered[0].recipients == "destinataire@example.com"
+
+
+def test_add_returns_the_sum(worker: Worker) -> None:
+    from envoi_mails import add
+
+    assert add.delay(2, 3).get(timeout=10) == 5
+
+
+def test_worker_logs_received_in_main_and_succeeded_in_a_child(worker: Worker) -> None:
+    from envoi_mails import add
+
+    result = add.delay(20, 22)
+    assert result.get(timeout=10) == 42
+    lines = [json.loads(line) for line in worker.log.read_text().splitlines()
+             if line.startswith("{") and result.id in line]
+    received = [line for line in lines if line["event"].endswith("received")]
+    succeeded = [line for line in lines if " succeeded in " in line["event"]]
+    assert [line["pid"] for line in received] == [worker.pid]
+    assert len(succeeded) == 1 and succeeded[0]["pid"] in worker.children()
+    assert succeeded[0]["role"] == "pool-child" and received[0]["role"] == "worker-main"
+
+
+def test_result_is_fetched_later_by_task_id_from_another_process(worker: Worker) -> None:
+    from envoi_mails import add
+
+    task_id = add.delay(2, 3).id
+    out = subprocess.run([sys.executable, "-m", "demo", "result", task_id],
+                         capture_output=True, text=True, timeout=30, check=True)
+    fetched = json.loads(out.stdout)
+    assert fetched == {"task_id": task_id, "state": "SUCCESS", "result": 5}
+
+
+def test_invalid_address_fails_at_once_with_no_mail(stack: Stack, worker: Worker) -> None:
+    from envoi_mails import envoi_mail
+
+    before = len(stack.mails())
+    result = envoi_mail.apply_async(args=["pas-une-adresse"])
+    error = result.get(timeout=10, propagate=False)
+
+    assert result.state == "FAILURE"
+    assert type(error).__name__ == "InvalidAddress"
+    assert "'pas-une-adresse' is not a valid e-mail address" in str(error)
+    assert len(stack.mails()) == before
+
+
+def test_send_command_reports_a_failed_task_in_one_line(worker: Worker) -> None:
+    run = subprocess.run([sys.executable, "-m", "demo", "send", "pas une adresse"],
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode == 1
+    assert run.stderr.count("\n") == 1 and "InvalidAddress" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("command", [["send", "destinataire@example.com"], ["up", "--no-flower"]])
+def test_unreachable_redis_gives_one_line_error_within_seconds(command: list[str]) -> None:
+    from demo.stack.procs import free_port
+
+    env = {**os.environ, "CELERY_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    run = subprocess.run([sys.executable, "-m", "demo", *command], env=env,
+                         capture_output=True, text=True, timeout=15)
+    assert run.returncode == 1
+    assert run.stderr.startswith("error: Redis at redis://127.0.0.1:")
+    assert "unreachable" in run.stderr and run.stderr.count("\n") == 1
