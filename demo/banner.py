@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from demo.stack.stack import Stack
 from demo.stack.redis_server import TUTORIAL_PORT
+from demo.stack.stack import Stack
 
 
 def banner(stack: Stack) -> str:

@@ -25,7 +25,7 @@ def one_line_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from envoi_mails.settings import SettingsError  # noqa: PLC0415
+        from envoi_mails.settings import SettingsError
 
         try:
             return func(*args, **kwargs)
@@ -50,8 +50,8 @@ def main() -> None:
 @one_line_errors
 def up(concurrency: int | None, flower: bool) -> None:
     """Start Redis, an SMTP sink, the tutorial's worker and Flower; Ctrl-C stops them all."""
-    from demo.banner import banner  # noqa: PLC0415
-    from demo.stack.stack import Stack  # noqa: PLC0415
+    from demo.banner import banner
+    from demo.stack.stack import Stack
 
     config = KitConfig.from_env()
     stop = threading.Event()
@@ -88,7 +88,7 @@ def up(concurrency: int | None, flower: bool) -> None:
 @one_line_errors
 def mails() -> None:
     """List the mails the SMTP sink kept."""
-    from demo.stack.smtp_sink import read_mails  # noqa: PLC0415
+    from demo.stack.smtp_sink import read_mails
 
     folder = KitConfig.from_env().state_dir / "mails"
     found = read_mails(folder) if folder.exists() else []
@@ -107,7 +107,7 @@ def mails() -> None:
 @one_line_errors
 def send(destinataire: str, timeout: float) -> None:
     """Send one mail through the running stack: envoi_mail.apply_async(args=[DESTINATAIRE])."""
-    from demo.tasks_client import send_mail  # noqa: PLC0415
+    from demo.tasks_client import send_mail
 
     env = state.stack_env(KitConfig.from_env().state_dir)
     click.echo(json.dumps(send_mail(env, destinataire, timeout), indent=2))
@@ -119,7 +119,7 @@ def send(destinataire: str, timeout: float) -> None:
 @one_line_errors
 def result(task_id: str, timeout: float) -> None:
     """Fetch a task's result with nothing but its task_id, from this new process."""
-    from demo.tasks_client import fetch_result  # noqa: PLC0415
+    from demo.tasks_client import fetch_result
 
     env = state.stack_env(KitConfig.from_env().state_dir)
     click.echo(json.dumps(fetch_result(env, task_id, timeout), indent=2))

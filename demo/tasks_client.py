@@ -18,7 +18,7 @@ def _client_env(env: Mapping[str, str]) -> None:
 
 def outcome(result: Any, timeout: float) -> dict[str, Any]:
     """Wait for `result`; its value on success, a one-line KitError otherwise."""
-    from celery.exceptions import TimeoutError as CeleryTimeout  # noqa: PLC0415
+    from celery.exceptions import TimeoutError as CeleryTimeout
 
     try:
         value = result.get(timeout=timeout, propagate=False)
@@ -34,7 +34,7 @@ def outcome(result: Any, timeout: float) -> dict[str, Any]:
 
 def send_mail(env: Mapping[str, str], destinataire: str, timeout: float) -> dict[str, Any]:
     _client_env(env)
-    from envoi_mails import envoi_mail  # noqa: PLC0415
+    from envoi_mails import envoi_mail
 
     try:
         result = envoi_mail.apply_async(args=[destinataire])
@@ -45,6 +45,6 @@ def send_mail(env: Mapping[str, str], destinataire: str, timeout: float) -> dict
 
 def fetch_result(env: Mapping[str, str], task_id: str, timeout: float) -> dict[str, Any]:
     _client_env(env)
-    from envoi_mails import app  # noqa: PLC0415
+    from envoi_mails import app
 
     return outcome(app.AsyncResult(task_id), timeout)

@@ -14,8 +14,16 @@ if TYPE_CHECKING:
     from envoi_mails.instance import app, settings
     from envoi_mails.tasks import add, envoi_mail, fail, flaky, slow, whoami
 
-_HOME = {"app": "instance", "settings": "instance", "add": "tasks", "envoi_mail": "tasks",
-         "fail": "tasks", "flaky": "tasks", "slow": "tasks", "whoami": "tasks"}
+_HOME = {
+    "app": "instance",
+    "settings": "instance",
+    "add": "tasks",
+    "envoi_mail": "tasks",
+    "fail": "tasks",
+    "flaky": "tasks",
+    "slow": "tasks",
+    "whoami": "tasks",
+}
 
 __all__ = ["add", "app", "envoi_mail", "fail", "flaky", "settings", "slow", "whoami"]
 

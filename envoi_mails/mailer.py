@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import smtplib
 import socket
@@ -42,7 +43,9 @@ def validate_address(address: object) -> str:
         raise InvalidAddress(f"recipient must be a string, got {type(address).__name__}")
     candidate = address.strip()
     if not _ADDRESS.match(candidate):
-        raise InvalidAddress(f"{address!r} is not a valid e-mail address (expected name@domain.tld)")
+        raise InvalidAddress(
+            f"{address!r} is not a valid e-mail address (expected name@domain.tld)"
+        )
     return candidate
 
 
@@ -81,11 +84,11 @@ def send(message: EmailMessage, server: SmtpServer) -> None:
             raise SmtpUnavailable(f"SMTP server {server} said try later: {exc.smtp_code}") from exc
         raise MailRejected(f"SMTP server {server} refused the mail: {exc.smtp_code}") from exc
     except (OSError, smtplib.SMTPException) as exc:
-        raise SmtpUnavailable(f"SMTP server {server} dropped the connection: {_reason(exc)}") from exc
-    try:
+        reason = _reason(exc)
+        raise SmtpUnavailable(f"SMTP server {server} dropped the connection: {reason}") from exc
+    # The mail was accepted: a failing QUIT changes nothing (see the docstring).
+    with contextlib.suppress(OSError, smtplib.SMTPException):
         client.quit()
-    except (OSError, smtplib.SMTPException):
-        pass  # the mail was accepted; see the docstring
 
 
 def _reason(exc: BaseException) -> str:

@@ -35,9 +35,13 @@ def envoi_mail(
         tries = self.request.retries + 1
         if self.request.retries >= (self.max_retries or 0):
             raise mailer.SmtpUnavailable(
-                f"{exc} (gave up after {tries} tries; start the SMTP server or set SMTP_HOST/SMTP_PORT)"
+                f"{exc} (gave up after {tries} tries; "
+                "start the SMTP server or set SMTP_HOST/SMTP_PORT)"
             ) from exc
-        raise self.retry(exc=exc, countdown=settings.mail_retry_delay(self.request.retries))
+        # Retry raises celery.exceptions.Retry: the worker re-publishes the message itself.
+        raise self.retry(
+            exc=exc, countdown=settings.mail_retry_delay(self.request.retries)
+        ) from exc
     return {
         "destinataire": recipient,
         "message_id": message_id,

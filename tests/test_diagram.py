@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import io
 import re
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -14,12 +13,8 @@ import pytest
 from rich.console import Console
 
 # The repo has no pytest `pythonpath` setting yet; make `demo` importable from any cwd.
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from demo import diagram  # noqa: E402
-from demo.diagram import (  # noqa: E402
+from demo import diagram
+from demo.diagram import (
     Arrow,
     Participant,
     Sequence,
@@ -28,6 +23,8 @@ from demo.diagram import (  # noqa: E402
     to_mermaid,
     to_rich,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TASK = "d4181aaa-a2a2-41e8-9cb5-e0a6d54e4e89"
 OTHER = "0b5e3c1e-0000-4000-8000-000000000000"

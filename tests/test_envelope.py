@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 # The repo has no pytest `pythonpath` setting yet; make `demo` importable from any cwd.
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from demo.envelope import (  # noqa: E402
+from demo.envelope import (
     EnvelopeError,
     decode_envelope,
     decode_event_body,
@@ -23,7 +18,9 @@ from demo.envelope import (  # noqa: E402
     decode_unacked,
     summarise,
 )
-from demo.redis_protocol import MonitorLine, parse_monitor_line  # noqa: E402
+from demo.redis_protocol import MonitorLine, parse_monitor_line
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CAPTURE = ROOT / "tests" / "fixtures" / "monitor_one_task.txt"
 TASK_ID = "d4181aaa-a2a2-41e8-9cb5-e0a6d54e4e89"

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
 # The repo has no pytest `pythonpath` setting yet; make `demo` importable from any cwd.
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from demo.redis_protocol import (  # noqa: E402
+from demo.redis_protocol import (
     MonitorLine,
     describe,
     parse_monitor_line,
@@ -20,6 +15,8 @@ from demo.redis_protocol import (  # noqa: E402
     short,
     task_id_of,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CAPTURE = ROOT / "tests" / "fixtures" / "monitor_one_task.txt"
 TASK_ID = "d4181aaa-a2a2-41e8-9cb5-e0a6d54e4e89"

@@ -25,8 +25,15 @@ def test_xray_trace_zero_turns_tracing_off() -> None:
     assert Settings.from_env({"XRAY_TRACE": "0"}).xray_trace is False
 
 
-@pytest.mark.parametrize("env", [{"SMTP_PORT": "abc"}, {"SMTP_PORT": "70000"},
-                                 {"XRAY_TRACE": "maybe"}, {"XRAY_LOG_FORMAT": "xml"}])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"SMTP_PORT": "abc"},
+        {"SMTP_PORT": "70000"},
+        {"XRAY_TRACE": "maybe"},
+        {"XRAY_LOG_FORMAT": "xml"},
+    ],
+)
 def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str]) -> None:
     with pytest.raises(SettingsError, match=next(iter(env))):
         Settings.from_env(env)
@@ -42,8 +49,9 @@ def test_valid_addresses_pass(address: str) -> None:
     assert validate_address(address) == address.strip()
 
 
-@pytest.mark.parametrize("address", ["pas-une-adresse", "a@b", "a b@example.com", "", "@x.org",
-                                     "<a@example.com>", 42])
+@pytest.mark.parametrize(
+    "address", ["pas-une-adresse", "a@b", "a b@example.com", "", "@x.org", "<a@example.com>", 42]
+)
 def test_invalid_addresses_are_refused(address: object) -> None:
     with pytest.raises(InvalidAddress):
         validate_address(address)

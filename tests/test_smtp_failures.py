@@ -25,8 +25,11 @@ def dead_smtp(tmp_path: Path) -> Iterator[SmtpSink]:
 
 
 def _worker_for(stack: Stack, sink: SmtpSink, name: str, **env: str) -> Worker:
-    return stack.start_worker(name, extra=["-c", "1", "-Q", name],
-                              env={"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(sink.port), **env})
+    return stack.start_worker(
+        name,
+        extra=["-c", "1", "-Q", name],
+        env={"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(sink.port), **env},
+    )
 
 
 def test_smtp_down_then_back_retries_and_delivers_exactly_once(
@@ -34,8 +37,14 @@ def test_smtp_down_then_back_retries_and_delivers_exactly_once(
 ) -> None:
     from envoi_mails import envoi_mail
 
-    worker = _worker_for(stack, dead_smtp, "smtp-late", MAIL_MAX_RETRIES="8",
-                         MAIL_RETRY_BACKOFF="0.3", MAIL_RETRY_BACKOFF_MAX="1")
+    worker = _worker_for(
+        stack,
+        dead_smtp,
+        "smtp-late",
+        MAIL_MAX_RETRIES="8",
+        MAIL_RETRY_BACKOFF="0.3",
+        MAIL_RETRY_BACKOFF_MAX="1",
+    )
     try:
         result = envoi_mail.apply_async(args=["destinataire@example.com"], queue="smtp-late")
         deadline = time.monotonic() + 15
@@ -54,8 +63,9 @@ def test_smtp_down_then_back_retries_and_delivers_exactly_once(
 def test_smtp_down_for_good_fails_with_a_clear_error(stack: Stack, dead_smtp: SmtpSink) -> None:
     from envoi_mails import envoi_mail
 
-    worker = _worker_for(stack, dead_smtp, "smtp-dead", MAIL_MAX_RETRIES="1",
-                         MAIL_RETRY_BACKOFF="0.1")
+    worker = _worker_for(
+        stack, dead_smtp, "smtp-dead", MAIL_MAX_RETRIES="1", MAIL_RETRY_BACKOFF="0.1"
+    )
     try:
         result = envoi_mail.apply_async(args=["destinataire@example.com"], queue="smtp-dead")
         error = result.get(timeout=30, propagate=False)

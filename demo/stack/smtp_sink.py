@@ -6,6 +6,7 @@ Run on its own: `python -m demo.stack.smtp_sink --port 1025 --dir MAILDIR`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import email
 import email.policy
 import signal
@@ -36,7 +37,7 @@ class _KeepEveryMail:
         self._count = 0
         self._lock = threading.Lock()
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802  (aiosmtpd's hook name)
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self._lock:
             self._count += 1
             name = f"{time.time():.6f}-{self._count:05d}.eml"
@@ -45,7 +46,7 @@ class _KeepEveryMail:
 
 
 def serve(port: int, folder: Path) -> None:
-    from aiosmtpd.controller import Controller  # noqa: PLC0415  (only the sink process needs it)
+    from aiosmtpd.controller import Controller
 
     folder.mkdir(parents=True, exist_ok=True)
     controller = Controller(_KeepEveryMail(folder), hostname="127.0.0.1", port=port)
@@ -53,10 +54,8 @@ def serve(port: int, folder: Path) -> None:
     print(f"SMTP sink on 127.0.0.1:{port}, mails in {folder}", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
-    except KeyboardInterrupt:
-        pass
     controller.stop()
 
 

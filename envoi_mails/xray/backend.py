@@ -24,8 +24,13 @@ class TracedRedisBackend(RedisBackend):  # type: ignore[misc]  # celery is untyp
         hop("result.subscribe", task_id=task_id, key=self.get_key_for_task(task_id).decode())
 
     def _store_result(
-        self, task_id: str, result: Any, state: str, traceback: Any = None,
-        request: Any = None, **kwargs: Any,
+        self,
+        task_id: str,
+        result: Any,
+        state: str,
+        traceback: Any = None,
+        request: Any = None,
+        **kwargs: Any,
     ) -> Any:
         stored = super()._store_result(
             task_id, result, state, traceback=traceback, request=request, **kwargs

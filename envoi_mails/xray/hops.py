@@ -24,7 +24,10 @@ ROLES: Final = (CLIENT, WORKER_MAIN, POOL_CHILD, FLOWER, SPY)
 # hop name -> (role that emits it, what it means)
 HOPS: Final[dict[str, tuple[str, str]]] = {
     # client
-    "result.subscribe": (CLIENT, "the result backend subscribes to celery-task-meta-<id> (before publish)"),
+    "result.subscribe": (
+        CLIENT,
+        "the result backend subscribes to celery-task-meta-<id> (before publish)",
+    ),
     "task.publishing": (CLIENT, "before_task_publish: the message is built, about to LPUSH"),
     "task.published": (CLIENT, "after_task_publish: the message is in the broker"),
     "result.wait": (CLIENT, "result.get() starts waiting on the pub/sub channel"),
@@ -33,12 +36,12 @@ HOPS: Final[dict[str, tuple[str, str]]] = {
     # worker MainProcess
     "worker.init": (WORKER_MAIN, "worker_init: the MainProcess starts, before forking the pool"),
     "worker.ready": (WORKER_MAIN, "worker_ready: pool forked, consuming"),
-    "worker.heartbeat": (WORKER_MAIN, "heartbeat_sent: a worker-heartbeat event went out (-E only)"),
+    "worker.heartbeat": (WORKER_MAIN, "heartbeat_sent: a worker-heartbeat event went out (-E)"),
     "worker.shutdown": (WORKER_MAIN, "worker_shutdown: the MainProcess stops"),
     "task.received": (WORKER_MAIN, "task_received: the MainProcess took the message off the queue"),
     "task.accepted": (WORKER_MAIN, "a pool child sent ACK for the job (child_pid says which)"),
     "task.acked": (WORKER_MAIN, "the MainProcess acknowledged the message (ZREM/HDEL unacked)"),
-    "task.event": (WORKER_MAIN, "the MainProcess sent a task event (task-started, task-succeeded ...)"),
+    "task.event": (WORKER_MAIN, "the MainProcess sent a task event (task-started, …)"),
     # pool child
     "child.init": (POOL_CHILD, "worker_process_init: a freshly forked pool child"),
     "child.shutdown": (POOL_CHILD, "worker_process_shutdown: a pool child exits"),

@@ -54,17 +54,20 @@ def add_task_from_record(_: Any, __: str, event_dict: EventDict) -> EventDict:
 def tee_celery_records(_: Any, __: str, event_dict: EventDict) -> EventDict:
     """Copy Celery's own INFO+ lines into the trace: which process printed what."""
     record = event_dict.get("_record")
-    if isinstance(record, logging.LogRecord) and record.levelno >= logging.INFO:
-        if record.name.startswith(("celery", "kombu")):
-            fields = {"task_id": event_dict["task_id"]} if "task_id" in event_dict else {}
-            hop(
-                "log",
-                logger=record.name,
-                level=record.levelname.lower(),
-                message=str(event_dict.get("event", "")),
-                process_name=record.processName,
-                **fields,
-            )
+    if (
+        isinstance(record, logging.LogRecord)
+        and record.levelno >= logging.INFO
+        and record.name.startswith(("celery", "kombu"))
+    ):
+        fields = {"task_id": event_dict["task_id"]} if "task_id" in event_dict else {}
+        hop(
+            "log",
+            logger=record.name,
+            level=record.levelname.lower(),
+            message=str(event_dict.get("event", "")),
+            process_name=record.processName,
+            **fields,
+        )
     return event_dict
 
 

