@@ -2,41 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import signal
-import sys
 import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 import click
 
 from demo import state
 from demo.config import KitConfig
-from demo.errors import KitError
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def one_line_errors(func: F) -> F:
-    """Turn the failures a user can cause into one line on stderr and exit code 1."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from envoi_mails.settings import SettingsError
-
-        try:
-            return func(*args, **kwargs)
-        except (KitError, SettingsError) as exc:
-            message = str(exc)
-        # Outside the except block, so the failed call's frames (and any pending
-        # AsyncResult in them) are released now, not during interpreter shutdown.
-        click.echo(f"error: {message}", err=True)
-        sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]  # functools.wraps keeps the signature
+from demo.errors import KitError, one_line_errors
 
 
 @click.group()
@@ -123,3 +98,15 @@ def result(task_id: str, timeout: float) -> None:
 
     env = state.stack_env(KitConfig.from_env().state_dir)
     click.echo(json.dumps(fetch_result(env, task_id, timeout), indent=2))
+
+
+def _register() -> None:
+    # Each command lives in its own module; they are imported here, once, to be listed.
+    from demo.spy_cli import spy_command
+    from demo.trace_cli import trace_command
+
+    for command in (spy_command, trace_command):
+        main.add_command(command)
+
+
+_register()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from envoi_mails.instance import app, settings
-    from envoi_mails.tasks import add, envoi_mail, fail, flaky, slow, whoami
+    from envoi_mails.tasks import add, envoi_mail, fail, flaky, get_inside, slow, whoami
 
 _HOME = {
     "app": "instance",
@@ -21,11 +21,12 @@ _HOME = {
     "envoi_mail": "tasks",
     "fail": "tasks",
     "flaky": "tasks",
+    "get_inside": "tasks",
     "slow": "tasks",
     "whoami": "tasks",
 }
 
-__all__ = ["add", "app", "envoi_mail", "fail", "flaky", "settings", "slow", "whoami"]
+__all__ = ["add", "app", "envoi_mail", "fail", "flaky", "get_inside", "settings", "slow", "whoami"]
 
 
 def __getattr__(name: str) -> Any:

@@ -33,6 +33,7 @@ def create_app(settings: Settings) -> Celery:
         task_publish_retry_policy=_PUBLISH_RETRY,
         redis_socket_connect_timeout=_CONNECT_TIMEOUT_S,
         result_backend_transport_options={"retry_policy": {"max_retries": 2}},
+        result_expires=int(settings.result_expires),
         # The worker keeps trying at start-up, as in the tutorial: Redis may come up later.
         broker_connection_retry_on_startup=True,
     )

@@ -51,6 +51,8 @@ class Settings:
     smtp_port: int = DEFAULT_SMTP_PORT
     smtp_timeout: float = 5.0
     mail_from: str = DEFAULT_MAIL_FROM
+    # Seconds a result key lives in Redis (Celery's result_expires; its default is one day).
+    result_expires: float = 86400.0
     # A refused or unreachable SMTP server is retried: backoff * 2**n seconds, capped.
     mail_max_retries: int = 5
     mail_retry_backoff: float = 2.0
@@ -77,6 +79,7 @@ class Settings:
             smtp_port=int(port),
             smtp_timeout=_number(env, "SMTP_TIMEOUT", 5.0),
             mail_from=env.get("MAIL_FROM") or DEFAULT_MAIL_FROM,
+            result_expires=_number(env, "CELERY_RESULT_EXPIRES", 86400.0),
             mail_max_retries=int(_number(env, "MAIL_MAX_RETRIES", 5.0)),
             mail_retry_backoff=_number(env, "MAIL_RETRY_BACKOFF", 2.0),
             mail_retry_backoff_max=_number(env, "MAIL_RETRY_BACKOFF_MAX", 60.0),

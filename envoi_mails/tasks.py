@@ -70,6 +70,13 @@ def whoami() -> dict[str, int]:
     return {"pid": os.getpid(), "ppid": os.getppid()}
 
 
+@app.task(name="envoi_mails.get_inside")
+def get_inside(a: float, b: float) -> float:
+    """Wait for another task's result inside a task: Celery refuses (RuntimeError)."""
+    result: float = add.delay(a, b).get(timeout=10)
+    return result
+
+
 class TeachingError(RuntimeError):
     """Raised on purpose by the teaching tasks."""
 

@@ -113,3 +113,37 @@ def test_unreachable_redis_gives_one_line_error_within_seconds(command: list[str
     assert run.returncode == 1
     assert run.stderr.startswith("error: Redis at redis://127.0.0.1:")
     assert "unreachable" in run.stderr and run.stderr.count("\n") == 1
+
+
+def test_trace_command_draws_a_finished_task_from_the_stream(worker: Worker) -> None:
+    from envoi_mails import add
+
+    result = add.delay(1, 1)
+    assert result.get(timeout=10) == 2
+    # The child's hops reach the stream within the emitter's flush interval: poll for them.
+    deadline = time.monotonic() + 10
+    while True:
+        run = subprocess.run(
+            [sys.executable, "-m", "demo", "trace", result.id, "--mermaid"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        if "Pool child" in run.stdout or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("sequenceDiagram")
+    assert f"Worker MainProcess pid {worker.pid}" in run.stdout
+    assert "Pool child pid" in run.stdout
+
+
+def test_trace_command_says_so_when_a_task_id_is_unknown(worker: Worker) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "demo", "trace", "no-such-task"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert run.returncode == 1
+    assert run.stderr.startswith("error: no trace event for task no-such-task")

@@ -1,0 +1,159 @@
+"""The frame every scenario runs in: options, the stack, steps, evidence, checked expectations.
+
+A scenario is a list of steps. Each step says what is about to happen and why, acts, shows
+the evidence it observed, and checks expectations against what really happened. The
+scenario exits 0 only if every expectation held. Contract (shared/DESIGN.md):
+`python scenarios/NN_name.py [--no-pause] [--json-trace PATH]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, RenderableType
+from rich.markdown import Markdown
+from rich.panel import Panel
+
+from demo.config import KitConfig
+from demo.errors import KitError
+from demo.spy import Spy
+from demo.stack.stack import Stack
+from demo.stack.worker import Worker
+from demo.timeline import Timeline
+
+
+@dataclass
+class Expectation:
+    step: str
+    claim: str
+    held: bool
+    detail: str = ""
+
+
+@dataclass
+class Scenario:
+    """What a scenario body receives: the running stack, the timeline, and narration tools."""
+
+    title: str
+    stack: Stack
+    timeline: Timeline
+    console: Console
+    pause: bool
+    expectations: list[Expectation] = field(default_factory=list)
+    current_step: str = ""
+
+    @contextlib.contextmanager
+    def step(self, title: str, explain: str) -> Iterator[None]:
+        """Announce a step (title, then what is about to happen and why), run it, then pause."""
+        self.current_step = title
+        self.console.rule(f"[bold]{title}")
+        self.console.print(Markdown(explain))
+        yield
+        self.wait_for_reader()
+
+    def show(self, *renderables: RenderableType) -> None:
+        for renderable in renderables:
+            self.console.print(renderable)
+
+    def expect(self, claim: str, held: bool, detail: str = "") -> bool:
+        """Record and print one expectation about Celery, checked on what really happened."""
+        self.expectations.append(Expectation(self.current_step, claim, bool(held), detail))
+        mark = "[green]✔ held[/]" if held else "[red]✘ did NOT hold[/]"
+        self.console.print(f"  {mark}  {claim}" + (f"  [dim]({detail})[/]" if detail else ""))
+        return bool(held)
+
+    def start_worker(
+        self,
+        name: str = "celery",
+        extra: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Worker:
+        return self.stack.start_worker(name, extra=["-E", *(extra or [])], env=env)
+
+    def flower(self, path: str = "") -> str:
+        """Where Flower shows the same thing (started with --flower or when run by hand)."""
+        if self.stack.flower is None:
+            return f"Flower: not started (run with --flower to see /{path.lstrip('/')})"
+        return f"Flower: {self.stack.flower.url}/{path.lstrip('/')}"
+
+    def wait_for_reader(self) -> None:
+        if self.pause:
+            with contextlib.suppress(EOFError):
+                input("\n  ⏎ Enter for the next step … ")
+
+    @property
+    def all_held(self) -> bool:
+        return all(e.held for e in self.expectations)
+
+
+def _options(argv: list[str] | None, doc: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0] if doc else None)
+    parser.add_argument("--no-pause", action="store_true", help="do not wait for Enter")
+    parser.add_argument(
+        "--json-trace",
+        type=Path,
+        metavar="PATH",
+        help="write the merged trace, one JSON object a line",
+    )
+    parser.add_argument("--flower", action="store_true", help="start Flower beside the worker")
+    return parser.parse_args(argv)
+
+
+def run(
+    title: str, body: Callable[[Scenario], Any], doc: str = "", argv: list[str] | None = None
+) -> int:
+    """Start the stack, the spy and the timeline, run `body`, stop everything; return the
+    exit code: 0 only if every expectation held."""
+    options = _options(argv, doc)
+    # A log file or a pipe gets 120 columns, not rich's 80: the tables stay readable.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+    # Never wait for a key press when nobody can press one.
+    pause = not options.no_pause and sys.stdin is not None and sys.stdin.isatty()
+    console.print(Panel(f"[bold]{title}[/]\n{doc.strip()}" if doc else f"[bold]{title}"))
+    started = time.monotonic()
+    scenario: Scenario | None = None
+    try:
+        with Stack(KitConfig.from_env()) as stack:
+            stack.apply_env()
+            if options.flower or pause:
+                stack.start_flower()
+            with Spy(stack.broker_url) as spy:
+                scenario = Scenario(title, stack, Timeline(stack.broker_url, spy), console, pause)
+                try:
+                    body(scenario)
+                finally:
+                    if options.json_trace:
+                        scenario.timeline.write_jsonl(options.json_trace)
+                        console.print(f"trace written to {options.json_trace}")
+    except KitError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 1
+    except KeyboardInterrupt:
+        console.print("\n[yellow]interrupted: everything the scenario started is stopped.[/]")
+        return 130
+    return _summary(console, scenario, time.monotonic() - started)
+
+
+def _summary(console: Console, scenario: Scenario | None, elapsed: float) -> int:
+    if scenario is None or not scenario.expectations:
+        console.print("[red]no expectation was checked[/]")
+        return 1
+    failed = [e for e in scenario.expectations if not e.held]
+    total = len(scenario.expectations)
+    console.rule("[bold]Summary")
+    if failed:
+        for e in failed:
+            console.print(f"[red]✘[/] {e.step}: {e.claim} {e.detail}")
+        console.print(
+            f"[red]{len(failed)} of {total} expectations did not hold[/] ({elapsed:.1f} s)"
+        )
+        return 1
+    console.print(f"[green]all {total} expectations held[/] ({elapsed:.1f} s)")
+    return 0

@@ -1,0 +1,109 @@
+"""`python -m demo spy`: the live, attributed stream of Redis commands, one line each.
+
+Wired into demo/cli.py as a subcommand; it MONITORs the running stack's Redis (or the one
+CELERY_BROKER_URL names) until Ctrl-C or --seconds. Failures are one line, exit code 1.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sys
+import time
+from typing import Any
+
+import click
+import redis
+from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
+
+from demo import state
+from demo.config import KitConfig
+from demo.errors import KitError
+from demo.redis_protocol import short
+from demo.spy import Spy
+from demo.timeline import STREAM, STREAM_MAXLEN
+from envoi_mails.settings import SettingsError
+
+ROLE_STYLES = {
+    "client": "bold cyan",
+    "worker-main": "bold green",
+    "pool-child": "bold yellow",
+    "flower": "bold magenta",
+    "lua": "blue",
+    "spy": "dim",
+    "unknown": "bold red",
+}
+
+
+def format_event(event: dict[str, Any], width: int = 200) -> Text:
+    """One terminal line: time, role+pid (coloured per role), summary, the raw command."""
+    ts = float(event["ts"])
+    clock = time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts % 1 * 1000):03d}"
+    role = str(event.get("role", "unknown"))
+    who = f"{role}:{event['pid']}" if event.get("pid") is not None else role
+    if event.get("via") == "lua":
+        who += " (lua)"
+    line = Text(f"{clock} ")
+    line.append(f"{who:<22}", style=ROLE_STYLES.get(role, "white"))
+    line.append(f" {event.get('summary', '')}")
+    line.append(f"  {short(event.get('command', []), width=max(width // 2, 40))}", style="dim")
+    return line
+
+
+def _record(recorder: redis.Redis | None, batch: list[dict[str, Any]]) -> None:
+    """Add what the spy saw to the trace stream, so `demo trace` shows the commands too."""
+    if recorder is None or not batch:
+        return
+    pipe = recorder.pipeline(transaction=False)
+    for event in batch:
+        pipe.xadd(
+            STREAM, {"e": json.dumps(event, default=str)}, maxlen=STREAM_MAXLEN, approximate=True
+        )
+    pipe.execute()
+    batch.clear()
+
+
+def _watch(url: str, seconds: float | None, console: Console, record: bool) -> None:
+    """Print events as the spy delivers them, until the deadline (or Ctrl-C)."""
+    lines: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+    end = None if seconds is None else time.monotonic() + seconds
+    # Named xray-*: the spy leaves the kit's own connections out of what it shows.
+    recorder = redis.Redis.from_url(url, client_name="xray-spy-record") if record else None
+    batch: list[dict[str, Any]] = []
+    with Spy(url, on_event=lines.put) as spy:
+        console.print(f"[dim]MONITOR on {escape(url)} — Ctrl-C stops[/dim]", highlight=False)
+        while end is None or time.monotonic() < end:
+            try:
+                event = lines.get(timeout=0.2)  # short, so that Ctrl-C and --seconds land
+            except queue.Empty:
+                _record(recorder, batch)
+                if spy.error:
+                    raise KitError(f"the spy lost its connection: {spy.error}") from None
+                continue
+            console.print(format_event(event, console.width), soft_wrap=True)
+            batch.append(event)
+            if len(batch) >= 200:
+                _record(recorder, batch)
+        _record(recorder, batch)
+
+
+@click.command("spy")
+@click.option("--seconds", type=float, default=None, help="stop after N seconds")
+@click.option(
+    "--record/--no-record",
+    default=True,
+    help="also add what it sees to the xray:trace stream (for `demo trace`)",
+)
+def spy_command(seconds: float | None, record: bool) -> None:
+    """Watch every Redis command, with the role and pid of the process that sent it."""
+    console = Console(highlight=False)
+    try:
+        url = state.stack_env(KitConfig.from_env().state_dir)["CELERY_BROKER_URL"]
+        _watch(url, seconds, console, record)
+    except KeyboardInterrupt:
+        pass
+    except (KitError, SettingsError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)

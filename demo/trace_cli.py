@@ -1,0 +1,47 @@
+"""`python -m demo trace TASK_ID`: one task's life as a sequence diagram, from the trace stream.
+
+The stream holds the hops every process of the app recorded; the Redis commands are there too
+when a `python -m demo spy` was watching (it records what it sees). Terminal by default;
+`--mermaid` prints Mermaid text for the docs; `--html FILE` writes a self-contained page.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from demo import state
+from demo.config import KitConfig
+from demo.diagram import build_sequence, to_html, to_mermaid, to_rich
+from demo.errors import KitError, one_line_errors
+from demo.evidence import hops_table
+from demo.timeline import Timeline
+
+
+@click.command("trace")
+@click.argument("task_id")
+@click.option("--mermaid", is_flag=True, help="print Mermaid sequenceDiagram text")
+@click.option("--html", "html_path", type=click.Path(path_type=Path), help="write an HTML page")
+@one_line_errors
+def trace_command(task_id: str, mermaid: bool, html_path: Path | None) -> None:
+    """Show TASK_ID's life: every hop, by process, as a sequence diagram."""
+    url = state.stack_env(KitConfig.from_env().state_dir)["CELERY_BROKER_URL"]
+    with Timeline(url, history=True) as timeline:
+        events = timeline.for_task(task_id)
+    if not events:
+        raise KitError(
+            f"no trace event for task {task_id} in this Redis's xray:trace stream "
+            "(wrong id, XRAY_TRACE=0, or evicted from the capped stream)"
+        )
+    sequence = build_sequence(events, task_id)
+    if html_path is not None:
+        html_path.write_text(to_html(sequence, f"Task {task_id}"))
+        click.echo(f"wrote {html_path}")
+    elif mermaid:
+        click.echo(to_mermaid(sequence))
+    else:
+        console = Console()
+        console.print(hops_table(events, title=f"hops of task {task_id}"))
+        console.print(to_rich(sequence))
