@@ -12,7 +12,17 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from envoi_mails.instance import app, settings
-    from envoi_mails.tasks import add, envoi_mail, fail, flaky, get_inside, slow, whoami
+    from envoi_mails.tasks import (
+        add,
+        envoi_mail,
+        fail,
+        flaky,
+        get_inside,
+        slow,
+        slow_late,
+        tsum,
+        whoami,
+    )
 
 _HOME = {
     "app": "instance",
@@ -23,10 +33,24 @@ _HOME = {
     "flaky": "tasks",
     "get_inside": "tasks",
     "slow": "tasks",
+    "slow_late": "tasks",
+    "tsum": "tasks",
     "whoami": "tasks",
 }
 
-__all__ = ["add", "app", "envoi_mail", "fail", "flaky", "get_inside", "settings", "slow", "whoami"]
+__all__ = [
+    "add",
+    "app",
+    "envoi_mail",
+    "fail",
+    "flaky",
+    "get_inside",
+    "settings",
+    "slow",
+    "slow_late",
+    "tsum",
+    "whoami",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -64,6 +64,20 @@ def slow(seconds: float) -> dict[str, float | int]:
     return {"pid": os.getpid(), "started": started, "ended": time.time()}
 
 
+@app.task(name="envoi_mails.slow_late", acks_late=True, reject_on_worker_lost=True)
+def slow_late(seconds: float) -> dict[str, float | int]:
+    """`slow`, acked only when it ends; requeued if its child dies (at-least-once)."""
+    started = time.time()
+    time.sleep(seconds)
+    return {"pid": os.getpid(), "started": started, "ended": time.time()}
+
+
+@app.task(name="envoi_mails.tsum")
+def tsum(numbers: list[float]) -> float:
+    """Sum a list: the body of a chord receives its header's results as one list."""
+    return sum(numbers)
+
+
 @app.task(name="envoi_mails.whoami")
 def whoami() -> dict[str, int]:
     """The pid and parent pid of the process that ran this task."""
