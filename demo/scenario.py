@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +37,22 @@ class Expectation:
     claim: str
     held: bool
     detail: str = ""
+    ts: float = field(default_factory=time.time)
+
+    def as_event(self) -> dict[str, Any]:
+        """In the trace too: the docs' claims table is checked against what a run checked."""
+        return {
+            "ts": self.ts,
+            "event": "scenario.expectation",
+            "role": "scenario",
+            "pid": os.getpid(),
+            "ppid": os.getppid(),
+            "host": socket.gethostname(),
+            "step": self.step,
+            "claim": self.claim,
+            "held": self.held,
+            "detail": self.detail,
+        }
 
 
 @dataclass
@@ -130,7 +148,8 @@ def run(
                     body(scenario)
                 finally:
                     if options.json_trace:
-                        scenario.timeline.write_jsonl(options.json_trace)
+                        expectations = [e.as_event() for e in scenario.expectations]
+                        scenario.timeline.write_jsonl(options.json_trace, expectations)
                         console.print(f"trace written to {options.json_trace}")
     except KitError as exc:
         console.print(f"[red]error:[/] {exc}")

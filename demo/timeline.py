@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -91,9 +91,10 @@ class Timeline:
                 raise KitError(f"{what}: not seen within {timeout} s")
             time.sleep(POLL_S)
 
-    def write_jsonl(self, path: str | Path) -> int:
-        """Write the timeline to path, one JSON object a line, ordered by ts; the count."""
-        events = self.events()
+    def write_jsonl(self, path: str | Path, extra: Iterable[Event] = ()) -> int:
+        """Write the timeline (plus `extra` events) to path, one JSON object a line, ordered
+        by ts; return the count."""
+        events = sorted([*self.events(), *extra], key=_ts)
         with Path(path).open("w", encoding="utf-8") as out:
             for event in events:
                 out.write(json.dumps(event, default=str, ensure_ascii=False) + "\n")

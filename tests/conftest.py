@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ import redis
 from demo.config import KitConfig
 from demo.stack.stack import Stack
 from demo.stack.worker import Worker
+from scenario_runner import ScenarioRun, run_scenario, scenario_path
 
 # Short SMTP backoff so that retry tests take seconds, not minutes.
 FAST_RETRY = {"MAIL_RETRY_BACKOFF": "0.2", "MAIL_RETRY_BACKOFF_MAX": "1"}
@@ -61,3 +62,16 @@ def redis_client(stack: Stack) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(stack.broker_url, decode_responses=True)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def scenario_run(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], ScenarioRun]:
+    """`scenario_run("02")`: that scenario's run, done once per session and shared."""
+    runs: dict[str, ScenarioRun] = {}
+
+    def get(number: str) -> ScenarioRun:
+        if number not in runs:
+            runs[number] = run_scenario(scenario_path(number), tmp_path_factory.mktemp(number))
+        return runs[number]
+
+    return get

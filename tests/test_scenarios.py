@@ -1,72 +1,43 @@
-"""Every scenario, run as a learner's terminal would not: `--no-pause`, stdin closed.
-
-Each must exit 0 (all its expectations held) and write a trace that honours the contract of
-shared/DESIGN.md. Scenario 02's trace must also prove the attribution the kit exists for.
-"""
+"""Every scenario exits 0 (all its expectations held) and writes a trace that honours the
+contract of shared/DESIGN.md; scenario 02's trace also proves the kit's attribution."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from scenario_runner import SCENARIOS, ScenarioRun
+
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[1]
-SCENARIOS = sorted((ROOT / "scenarios").glob("[0-9][0-9]_*.py"))
 REQUIRED = {"ts", "event", "role", "pid", "ppid", "host"}
+NUMBERS = [p.name[:2] for p in SCENARIOS]
 
 
-def run_scenario(path: Path, trace: Path) -> subprocess.CompletedProcess[str]:
-    # Without CELERY_BROKER_URL/SMTP_HOST the scenario starts its own Redis and SMTP sink,
-    # as it would on a learner's machine; the test session's worker cannot steal its tasks.
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "SMTP_HOST", "SMTP_PORT"}
-    }
-    env["XRAY_STATE_DIR"] = str(trace.parent / "state")
-    return subprocess.run(
-        [sys.executable, str(path), "--no-pause", "--json-trace", str(trace)],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=110,
-        cwd=ROOT,
-    )
-
-
-def read_trace(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
-def test_scenario_runs_green_and_writes_a_contract_trace(path: Path, tmp_path: Path) -> None:
-    trace = tmp_path / "trace.jsonl"
-    done = run_scenario(path, trace)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "did NOT hold" not in done.stdout
-    events = read_trace(trace)
-    assert events, "the trace is empty"
-    for event in events:
+@pytest.mark.parametrize("number", NUMBERS, ids=[p.stem for p in SCENARIOS])
+def test_scenario_runs_green_and_writes_a_contract_trace(
+    number: str, scenario_run: Callable[[str], ScenarioRun]
+) -> None:
+    run = scenario_run(number)
+    assert run.returncode == 0, run.failure_report()
+    assert "did NOT hold" not in run.stdout
+    assert run.expectations and all(e["held"] for e in run.expectations)
+    for event in run.events:
         missing = REQUIRED - event.keys()
         assert not missing, f"{event.get('event')} lacks {missing}"
-    stamps = [event["ts"] for event in events]
+    stamps = [event["ts"] for event in run.events]
     assert stamps == sorted(stamps), "the trace must be ordered by time"
-    assert {"redis.command", "task.received"} <= {event["event"] for event in events}
+    assert {"redis.command", "task.received"} <= {event["event"] for event in run.events}
 
 
-def test_scenario_02_trace_shows_who_sent_each_command(tmp_path: Path) -> None:
-    trace = tmp_path / "trace.jsonl"
-    done = run_scenario(ROOT / "scenarios" / "02_send_one_mail.py", trace)
-    assert done.returncode == 0, done.stdout[-3000:]
-    events = read_trace(trace)
+def test_scenario_02_trace_shows_who_sent_each_command(
+    scenario_run: Callable[[str], ScenarioRun],
+) -> None:
+    run = scenario_run("02")
+    assert run.returncode == 0, run.failure_report()
+    events = run.events
     mail_task = next(
         e["task_id"]
         for e in events
