@@ -24,85 +24,140 @@ def story(s: Scenario) -> None:
     from envoi_mails import envoi_mail
 
     tl, me = s.timeline, os.getpid()
-    with s.step("1. Publish, with no worker running",
-                "The client subscribes to the result channel, then pushes one JSON message "
-                "onto the Redis list `celery`. Nothing consumes it yet."):
+    with s.step(
+        "1. Publish, with no worker running",
+        "The client subscribes to the result channel, then pushes one JSON message "
+        "onto the Redis list `celery`. Nothing consumes it yet.",
+    ):
         result = envoi_mail.apply_async(args=[ADDRESS])
-        push = tl.wait_for(lambda e: e.get("command", [""])[0] == "LPUSH"
-                           and e.get("task_id") == result.id, 10, "the LPUSH of the task")
+        push = tl.wait_for(
+            lambda e: e.get("command", [""])[0] == "LPUSH" and e.get("task_id") == result.id,
+            10,
+            "the LPUSH of the task",
+        )
         sub = ev.first(tl.events(), command="SUBSCRIBE", task_id=result.id)
         s.show(ev.commands_table(tl.for_task(result.id)))
-        s.expect("the LPUSH onto 'celery' comes from this client process",
-                 push["command"][1] == "celery" and push["pid"] == me, f"pid {push['pid']}")
-        s.expect("the client subscribed to celery-task-meta-<id> before publishing",
-                 sub is not None and sub["pid"] == me and sub["ts"] < push["ts"])
+        s.expect(
+            "the LPUSH onto 'celery' comes from this client process",
+            push["command"][1] == "celery" and push["pid"] == me,
+            f"pid {push['pid']}",
+        )
+        s.expect(
+            "the client subscribed to celery-task-meta-<id> before publishing",
+            sub is not None and sub["pid"] == me and sub["ts"] < push["ts"],
+        )
         waiting = redis.Redis.from_url(s.stack.broker_url).llen("celery")
         s.expect("the message waits in the list 'celery'", waiting == 1, f"LLEN celery = {waiting}")
 
-    with s.step("2. What is in the message",
-                "kombu wraps Celery's protocol-2 message in a JSON envelope; the body is "
-                "base64 of `[args, kwargs, embed]`. Decoded from the LPUSH above:"):
+    with s.step(
+        "2. What is in the message",
+        "kombu wraps Celery's protocol-2 message in a JSON envelope; the body is "
+        "base64 of `[args, kwargs, embed]`. Decoded from the LPUSH above:",
+    ):
         envelope = decode_envelope(push["command"][2])
-        s.show(Pretty({"headers": envelope.headers, "body": [envelope.args, envelope.kwargs,
-                       envelope.embed], "properties": envelope.properties}))
-        s.expect("headers name the task and carry its id",
-                 envelope.task == "envoi_mails.envoi_mail" and envelope.task_id == result.id)
+        s.show(
+            Pretty(
+                {
+                    "headers": envelope.headers,
+                    "body": [envelope.args, envelope.kwargs, envelope.embed],
+                    "properties": envelope.properties,
+                }
+            )
+        )
+        s.expect(
+            "headers name the task and carry its id",
+            envelope.task == "envoi_mails.envoi_mail" and envelope.task_id == result.id,
+        )
         s.expect("the body holds the arguments, not code", envelope.args == [ADDRESS])
 
-    with s.step("3. A worker takes it",
-                "`celery -A envoi_mails worker --loglevel=info -c 2`: the MainProcess BRPOPs "
-                "the list, reserves the message in `unacked`, hands it to a pool child over a "
-                "pipe, and acks it when the child says it started (early ack)."):
+    with s.step(
+        "3. A worker takes it",
+        "`celery -A envoi_mails worker --loglevel=info -c 2`: the MainProcess BRPOPs "
+        "the list, reserves the message in `unacked`, hands it to a pool child over a "
+        "pipe, and acks it when the child says it started (early ack).",
+    ):
         worker = s.start_worker(extra=["-c", "2"])
-        stored = tl.wait_for(lambda e: e.get("command", [""])[0] == "SETEX"
-                             and e.get("task_id") == result.id, 30, "the result's SETEX")
+        stored = tl.wait_for(
+            lambda e: e.get("command", [""])[0] == "SETEX" and e.get("task_id") == result.id,
+            30,
+            "the result's SETEX",
+        )
         events = tl.for_task(result.id)
         s.show(ev.commands_table(events), ev.process_table(worker.pid))
         brpop = ev.first(tl.events(), command="BRPOP", role="worker-main")
         reserve = ev.first(events, command="HSET", key="unacked")
         ack = ev.first(events, command="HDEL", key="unacked")
-        s.expect("BRPOP on celery comes from the worker's MainProcess",
-                 brpop is not None and brpop["pid"] == worker.pid)
-        s.expect("the MainProcess reserves the message (HSET unacked)",
-                 reserve is not None and reserve["pid"] == worker.pid)
-        s.expect("the MainProcess acks it (HDEL unacked) before the result is written",
-                 ack is not None and ack["pid"] == worker.pid and ack["ts"] < stored["ts"])
-        s.expect("a pool child, not the MainProcess, writes the result (SETEX)",
-                 stored["pid"] in worker.children() and stored["ppid"] == worker.pid,
-                 f"SETEX by {stored['role']} {stored['pid']}, parent {stored['ppid']}")
+        s.expect(
+            "BRPOP on celery comes from the worker's MainProcess",
+            brpop is not None and brpop["pid"] == worker.pid,
+        )
+        s.expect(
+            "the MainProcess reserves the message (HSET unacked)",
+            reserve is not None and reserve["pid"] == worker.pid,
+        )
+        s.expect(
+            "the MainProcess acks it (HDEL unacked) before the result is written",
+            ack is not None and ack["pid"] == worker.pid and ack["ts"] < stored["ts"],
+        )
+        s.expect(
+            "a pool child, not the MainProcess, writes the result (SETEX)",
+            stored["pid"] in worker.children() and stored["ppid"] == worker.pid,
+            f"SETEX by {stored['role']} {stored['pid']}, parent {stored['ppid']}",
+        )
         s.expect("the result key lives 86400 s (result_expires)", stored["command"][2] == "86400")
 
-    with s.step("4. The mail arrives; the client gets the result",
-                "The child sent the mail over SMTP itself. `result.get()` wakes on the PUBLISH "
-                "the child made on the result channel."):
+    with s.step(
+        "4. The mail arrives; the client gets the result",
+        "The child sent the mail over SMTP itself. `result.get()` wakes on the PUBLISH "
+        "the child made on the result channel.",
+    ):
         value = result.get(timeout=30)
         mails = [m for m in s.stack.mails() if result.id in m.message_id]
         s.show(Pretty(value), Pretty([m.path.name for m in mails]))
         s.expect("exactly one mail reached the SMTP sink", len(mails) == 1)
-        s.expect("the pid that sent it is the child that wrote the result",
-                 value["pid"] == stored["pid"])
+        s.expect(
+            "the pid that sent it is the child that wrote the result", value["pid"] == stored["pid"]
+        )
 
-    with s.step("5. The worker's log lines",
-                "At INFO the MainProcess logs `received`, the child logs `succeeded in`. "
-                "There is no `started` line."):
-        tl.wait_for(lambda e: e.get("event") == "log" and e.get("task_id") == result.id
-                    and "succeeded" in e.get("message", ""), 10, "the 'succeeded' log line")
+    with s.step(
+        "5. The worker's log lines",
+        "At INFO the MainProcess logs `received`, the child logs `succeeded in`. "
+        "There is no `started` line.",
+    ):
+        tl.wait_for(
+            lambda e: (
+                e.get("event") == "log"
+                and e.get("task_id") == result.id
+                and "succeeded" in e.get("message", "")
+            ),
+            10,
+            "the 'succeeded' log line",
+        )
         logs = ev.select(tl.for_task(result.id), event="log")
         s.show(ev.logs_table(logs))
         received = [e for e in logs if e["message"].endswith("received")]
         succeeded = [e for e in logs if " succeeded in " in e["message"]]
-        s.expect("'received' is printed by the MainProcess",
-                 [e["pid"] for e in received] == [worker.pid])
-        s.expect("'succeeded' is printed by a ForkPoolWorker child",
-                 len(succeeded) == 1 and succeeded[0]["process_name"].startswith("ForkPoolWorker"))
+        s.expect(
+            "'received' is printed by the MainProcess", [e["pid"] for e in received] == [worker.pid]
+        )
+        s.expect(
+            "'succeeded' is printed by a ForkPoolWorker child",
+            len(succeeded) == 1 and succeeded[0]["process_name"].startswith("ForkPoolWorker"),
+        )
         s.expect("no 'started' line at INFO", not any("started" in e["message"] for e in logs))
         s.show(s.flower(f"task/{result.id}"))
 
-    with s.step("6. The task's life as a sequence diagram", "Every arrow is a real command or hop."):
+    with s.step(
+        "6. The task's life as a sequence diagram", "Every arrow is a real command or hop."
+    ):
         s.show(to_rich(build_sequence(tl.events(), result.id)))
-        s.expect("the diagram has a lane for the pool child that ran the task",
-                 any(p.key == f"child-{stored['pid']}" for p in
-                     build_sequence(tl.events(), result.id).participants))
+        s.expect(
+            "the diagram has a lane for the pool child that ran the task",
+            any(
+                p.key == f"child-{stored['pid']}"
+                for p in build_sequence(tl.events(), result.id).participants
+            ),
+        )
 
 
 if __name__ == "__main__":

@@ -34,12 +34,17 @@ class Emitter:
         self._redis: redis.Redis | None = None
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
+        # Clients inherited across fork(): kept, never closed here (see _after_fork_in_child).
+        self._inherited: list[redis.Redis] = []
         self.dropped = 0
+        os.register_at_fork(
+            before=self._lock_for_fork,
+            after_in_parent=self._unlock_after_fork,
+            after_in_child=self._after_fork_in_child,
+        )
 
     def emit(self, event: dict[str, Any]) -> None:
         """Queue one event; never blocks on Redis."""
-        if self._pid != os.getpid():
-            self._reset_after_fork()
         self._buffer.append(event)
         if self._thread is None:
             self._start()
@@ -78,10 +83,20 @@ class Emitter:
             self._wake.wait(FLUSH_INTERVAL_S)
             self.flush()
 
-    def _reset_after_fork(self) -> None:
-        # A forked child inherits the parent's buffer (already owned by the parent), a lock
-        # that may be held, and a thread that does not exist here: start afresh.
-        self._buffer = deque(maxlen=BUFFER_MAX)
+    # fork() copies memory, not threads. All Redis I/O happens under self._lock, so holding
+    # it across fork() means no flush is half-way through redis-py (whose pool lock would
+    # be copied held). The child keeps the parent's client object but never uses or
+    # closes it: its cleanup would take locks and touch sockets that belong to the parent.
+    def _lock_for_fork(self) -> None:
+        self._lock.acquire()
+
+    def _unlock_after_fork(self) -> None:
+        self._lock.release()
+
+    def _after_fork_in_child(self) -> None:
+        if self._redis is not None:
+            self._inherited.append(self._redis)
+        self._buffer = deque(maxlen=BUFFER_MAX)  # the parent ships what was queued
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._redis = None

@@ -1,0 +1,55 @@
+"""The trace emitter survives fork(): a prefork pool child must never hang at start-up."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+import redis
+
+from demo.stack.stack import Stack
+from envoi_mails.xray.emitter import STREAM, Emitter
+
+pytestmark = pytest.mark.e2e
+
+
+def test_children_forked_while_the_parent_flushes_can_emit_and_exit(stack: Stack) -> None:
+    emitter = Emitter(stack.broker_url)
+    stop = threading.Event()
+
+    def busy_parent() -> None:
+        # Keep the flush thread inside redis-py as much as possible while we fork.
+        # Bounded rate: the capped stream must not trim the children's events away.
+        while not stop.wait(0.0002):
+            emitter.emit({"event": "test.parent", "pid": os.getpid()})
+
+    threading.Thread(target=busy_parent, daemon=True).start()
+    children = []
+    try:
+        for n in range(100):
+            pid = os.fork()
+            if pid == 0:  # the child: what a pool child does in worker_process_init
+                emitter.emit({"event": "test.child", "n": n, "pid": os.getpid()})
+                emitter.flush()
+                os._exit(0)
+            children.append(pid)
+            time.sleep(0.005)
+        deadline = time.monotonic() + 20
+        while children and time.monotonic() < deadline:
+            for pid in list(children):
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    assert os.waitstatus_to_exitcode(status) == 0
+                    children.remove(pid)
+            time.sleep(0.01)
+        assert children == [], f"{len(children)} forked children hung"
+    finally:
+        stop.set()
+        for pid in children:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+    client = redis.Redis.from_url(stack.broker_url, decode_responses=True)
+    shipped = [e for _, e in client.xrange(STREAM, "-", "+") if '"test.child"' in e["e"]]
+    assert len(shipped) == 100, "every child's event reached the stream"
