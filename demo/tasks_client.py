@@ -23,13 +23,22 @@ def outcome(result: Any, timeout: float) -> dict[str, Any]:
     try:
         value = result.get(timeout=timeout, propagate=False)
     except CeleryTimeout:
+        state = result.state
+        _release(result)
         raise KitError(
             f"task {result.id} not finished after {timeout:.0f} s (state "
-            f"{result.state}): is a worker running? (python -m demo up)"
+            f"{state}): is a worker running? (python -m demo up)"
         ) from None
     if result.failed():
         raise KitError(f"task {result.id} failed: {type(value).__name__}: {value}")
     return {"task_id": result.id, "state": result.state, "result": value}
+
+
+def _release(result: Any) -> None:
+    """Unsubscribe now, while the interpreter is whole: the backend holds pending results,
+    and AsyncResult.__del__ would otherwise try it during shutdown and print a traceback."""
+    result.backend.remove_pending_result(result)
+    result.backend = None
 
 
 def send_mail(env: Mapping[str, str], destinataire: str, timeout: float) -> dict[str, Any]:

@@ -147,3 +147,23 @@ def test_trace_command_says_so_when_a_task_id_is_unknown(worker: Worker) -> None
     )
     assert run.returncode == 1
     assert run.stderr.startswith("error: no trace event for task no-such-task")
+
+
+def test_result_of_an_unknown_task_id_is_one_line_after_the_timeout(worker: Worker) -> None:
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "demo",
+            "result",
+            "00000000-0000-0000-0000-000000000000",
+            "--timeout",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert run.returncode == 1
+    assert run.stderr.startswith("error: task 00000000-0000-0000-0000-000000000000 not finished")
+    assert "(state PENDING)" in run.stderr and run.stderr.count("\n") == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from celery._state import task_join_will_block
 from celery.backends.redis import RedisBackend, ResultConsumer
 
 from envoi_mails.xray.trace import hop
@@ -21,7 +22,10 @@ class TracedRedisBackend(RedisBackend):  # type: ignore[misc]  # celery is untyp
 
     def on_task_call(self, producer: Any, task_id: str) -> None:
         super().on_task_call(producer, task_id)
-        hop("result.subscribe", task_id=task_id, key=self.get_key_for_task(task_id).decode())
+        # Same condition as RedisBackend.on_task_call: inside a pool child no SUBSCRIBE
+        # happens (get() would block the worker), so there is no hop either.
+        if not task_join_will_block():
+            hop("result.subscribe", task_id=task_id, key=self.get_key_for_task(task_id).decode())
 
     def _store_result(
         self,
