@@ -17,6 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import psutil
 import redis
@@ -160,12 +161,18 @@ class DeliveryTags:
                 self._tags.popitem(last=False)
 
 
-def _scan_sockets() -> dict[tuple[str, int], int]:
-    """{(local ip, local port): pid} for every inet socket the OS shows us."""
+def _scan_sockets(redis_port: int | None = None) -> dict[tuple[str, int], int]:
+    """{(local ip, local port): pid} for the inet sockets connected to our Redis.
+
+    The remote end must be Redis's port: a local (ip, port) alone can also belong to an
+    unrelated socket (a listener, or a connection to another server) of another process.
+    """
     return {
         (conn.laddr.ip, conn.laddr.port): conn.pid
         for conn in psutil.net_connections(kind="inet")
-        if conn.pid is not None and conn.laddr
+        if conn.pid is not None
+        and conn.laddr
+        and (redis_port is None or (conn.raddr and conn.raddr.port == redis_port))
     }
 
 
@@ -181,11 +188,12 @@ class Attributor:
         redis_url: str | None = None,
         *,
         known_roles: dict[int, str] | None = None,
-        scan: Callable[[], dict[tuple[str, int], int]] = _scan_sockets,
+        scan: Callable[[], dict[tuple[str, int], int]] | None = None,
         client_list: Callable[[], str] | None = None,
     ) -> None:
         self.known_roles: dict[int, str] = known_roles if known_roles is not None else {}
-        self._scan = scan
+        port = urlsplit(redis_url).port if redis_url else None
+        self._scan = scan or (lambda: _scan_sockets(port or 6379 if redis_url else None))
         self._client_list = client_list or self._redis_client_list
         self._url = redis_url
         self._redis: redis.Redis | None = None

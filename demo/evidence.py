@@ -7,6 +7,7 @@ from typing import Any
 
 import psutil
 from rich.table import Table
+from rich.text import Text
 
 from demo.redis_protocol import short
 
@@ -46,6 +47,11 @@ def first(events: Iterable[Event], **criteria: Any) -> Event | None:
     return matches[0] if matches else None
 
 
+def _cells(*values: object) -> list[Text]:
+    # Text, not str: rich would read "Task add[3f2c…]" as markup and eat the task id.
+    return [Text(str(value)) for value in values]
+
+
 def _who(e: Event) -> str:
     return f"{e.get('role', '?')} {e.get('pid', '?')}"
 
@@ -65,7 +71,7 @@ def logs_table(events: Sequence[Event], title: str = "log lines, by process") ->
     table = _table(title, "time", "process", "name", "message")
     t0 = float(events[0]["ts"]) if events else 0.0
     for e in select(events, event="log"):
-        table.add_row(_clock(e, t0), _who(e), str(e.get("process_name", "")), str(e["message"]))
+        table.add_row(*_cells(_clock(e, t0), _who(e), e.get("process_name", ""), e["message"]))
     return table
 
 
@@ -76,7 +82,7 @@ def commands_table(
     t0 = float(events[0]["ts"]) if events else 0.0
     for e in select(events, event="redis.command"):
         table.add_row(
-            _clock(e, t0), _who(e), str(e.get("summary", "")), short(e["command"], width=width)
+            *_cells(_clock(e, t0), _who(e), e.get("summary", ""), short(e["command"], width))
         )
     return table
 
@@ -89,7 +95,7 @@ def hops_table(events: Sequence[Event], title: str = "trace hops") -> Table:
         if e.get("event") in _NOT_HOPS:
             continue
         details = ", ".join(f"{k}={v}" for k, v in e.items() if k not in skip)
-        table.add_row(_clock(e, t0), _who(e), str(e["event"]), details)
+        table.add_row(*_cells(_clock(e, t0), _who(e), e["event"], details))
     return table
 
 

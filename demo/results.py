@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -87,19 +86,8 @@ def is_hop(name: str, task_id: str | None = None) -> Callable[[Event], bool]:
 
 
 def barrier(timeline: Timeline, r: redis.Redis, timeout: float = 5.0) -> None:
-    """Return once the spy has seen every command sent before this call.
-
-    MONITOR reports commands in the order Redis ran them, so once the spy shows a read sent
-    now (EXISTS of a key that does not exist), it has shown all that came before: a check
-    that a command did NOT happen is only sound after this.
-    """
-    marker = f"xray-barrier-{uuid.uuid4()}"
-    r.exists(marker)
-    timeline.wait_for(
-        lambda e: e.get("event") == "redis.command" and marker in e.get("command", ()),
-        timeout,
-        "the spy catching up",
-    )
+    """Return once the spy has seen every command sent before this call (Timeline.settle)."""
+    timeline.settle(timeout)
 
 
 @dataclass(frozen=True)

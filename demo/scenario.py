@@ -148,6 +148,7 @@ def run(
                     body(scenario)
                 finally:
                     if options.json_trace:
+                        scenario.timeline.settle()  # the spy lags Redis by a few ms
                         expectations = [e.as_event() for e in scenario.expectations]
                         scenario.timeline.write_jsonl(options.json_trace, expectations)
                         console.print(f"trace written to {options.json_trace}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -29,6 +30,14 @@ POLL_S = 0.05
 _GUESSED_ROLES = ("unknown", "client")
 
 Event = dict[str, Any]
+
+
+MARKER_PREFIX = "xray-barrier-"
+
+
+def _is_marker(event: Event) -> bool:
+    command: list[str] = event.get("command") or []
+    return len(command) == 2 and str(command[1]).startswith(MARKER_PREFIX)
 
 
 def _ts(event: Event) -> float:
@@ -52,6 +61,7 @@ class Timeline:
             redis_url, decode_responses=True, client_name=CLIENT_NAME, socket_timeout=5
         )
         self._spy = spy
+        self._marker_pool = redis.ConnectionPool.from_url(redis_url)
         # Bounded like the stream itself: older events are gone from Redis anyway.
         self._trace: deque[Event] = deque(maxlen=STREAM_MAXLEN)
         self._roles: dict[int, str] = {}
@@ -70,8 +80,31 @@ class Timeline:
         pid declared in its own trace events: the process knows what it is.
         """
         self._pull()
-        spied = [self._relabel(event) for event in self._spy.events()] if self._spy else []
+        spied = [
+            self._relabel(event)
+            for event in (self._spy.events() if self._spy else [])
+            if not _is_marker(event)
+        ]
         return sorted([*self._trace, *spied], key=_ts)
+
+    def settle(self, timeout: float = 5.0) -> None:
+        """Return once the spy has shown every command sent before this call.
+
+        MONITOR reports commands in the order Redis ran them: once the spy shows a marker
+        read sent now, it has shown all that came before. A check that something did NOT
+        happen, or a trace written to a file, is only complete after this. The marker goes
+        on an unnamed connection (the spy hides the kit's named ones) and is then hidden.
+        """
+        if self._spy is None:
+            return
+        marker = f"{MARKER_PREFIX}{uuid.uuid4()}"
+        with redis.Redis(connection_pool=self._marker_pool) as client:
+            client.exists(marker)
+        end = time.monotonic() + timeout
+        while not any(marker in e.get("command", ()) for e in self._spy.events()):
+            if time.monotonic() > end:
+                raise KitError(f"the spy did not catch up within {timeout} s")
+            time.sleep(POLL_S)
 
     def for_task(self, task_id: str) -> list[Event]:
         """The events that carry this task id, ordered by ts."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any
 
@@ -79,9 +80,15 @@ def tsum(numbers: list[float]) -> float:
 
 
 @app.task(name="envoi_mails.whoami")
-def whoami() -> dict[str, int]:
-    """The pid and parent pid of the process that ran this task."""
-    return {"pid": os.getpid(), "ppid": os.getppid()}
+def whoami() -> dict[str, int | str]:
+    """Where this task ran: pid, parent pid, and thread (the threads pool shares one pid)."""
+    thread = threading.current_thread()
+    return {
+        "pid": os.getpid(),
+        "ppid": os.getppid(),
+        "thread": thread.name,
+        "thread_id": threading.get_ident(),
+    }
 
 
 @app.task(name="envoi_mails.get_inside")

@@ -108,8 +108,9 @@ def story(s: Scenario) -> None:
 
     with s.step(
         "4. The mail arrives; the client gets the result",
-        "The child sent the mail over SMTP itself. `result.get()` wakes on the PUBLISH "
-        "the child made on the result channel.",
+        "The child sent the mail over SMTP itself. `result.get()` reads the key once "
+        "(GET): the result is already there, so it returns at once. Called earlier, it "
+        "would wait for the child's PUBLISH on the channel it subscribed to (scenario 03).",
     ):
         value = result.get(timeout=30)
         mails = [m for m in s.stack.mails() if result.id in m.message_id]

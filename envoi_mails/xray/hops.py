@@ -37,11 +37,18 @@ HOPS: Final[dict[str, tuple[str, str]]] = {
     "worker.init": (WORKER_MAIN, "worker_init: the MainProcess starts, before forking the pool"),
     "worker.ready": (WORKER_MAIN, "worker_ready: pool forked, consuming"),
     "worker.heartbeat": (WORKER_MAIN, "heartbeat_sent: a worker-heartbeat event went out (-E)"),
+    "worker.process_init": (
+        WORKER_MAIN,
+        "worker_process_init fired in the MainProcess itself (--pool solo: no child exists)",
+    ),
     "worker.shutdown": (WORKER_MAIN, "worker_shutdown: the MainProcess stops"),
     "task.received": (WORKER_MAIN, "task_received: the MainProcess took the message off the queue"),
     "task.accepted": (WORKER_MAIN, "a pool child sent ACK for the job (child_pid says which)"),
     "task.acked": (WORKER_MAIN, "the MainProcess acknowledged the message (ZREM/HDEL unacked)"),
-    "task.event": (WORKER_MAIN, "the MainProcess sent a task event (task-started, …)"),
+    "task.event": (
+        WORKER_MAIN,
+        "the MainProcess handed a task event to its dispatcher (sent only with -E/Flower)",
+    ),
     # pool child
     "child.init": (POOL_CHILD, "worker_process_init: a freshly forked pool child"),
     "child.shutdown": (POOL_CHILD, "worker_process_shutdown: a pool child exits"),

@@ -10,6 +10,7 @@ from envoi_mails.xray.hops import CLIENT, FLOWER, POOL_CHILD, WORKER_MAIN
 
 _role: str | None = None
 _identity: dict[str, object] | None = None
+_main_pid: int | None = None  # the worker's MainProcess, once worker_init has said so
 
 
 def role() -> str:
@@ -20,9 +21,17 @@ def role() -> str:
 
 
 def set_role(value: str) -> None:
-    global _role, _identity
+    global _role, _identity, _main_pid
     _role = value
     _identity = None
+    if value == WORKER_MAIN:
+        _main_pid = os.getpid()
+
+
+def is_worker_main() -> bool:
+    """True in the worker's MainProcess: the solo pool runs tasks (and even fires
+    worker_process_init) there, without any child."""
+    return _main_pid == os.getpid()
 
 
 def identity() -> dict[str, object]:

@@ -53,6 +53,10 @@ def _task_received(request: Any = None, **_: Any) -> None:
 
 
 def _process_init(**_: Any) -> None:
+    if process.is_worker_main():
+        # --pool solo sends worker_process_init in the MainProcess itself: there is no child.
+        hop("worker.process_init")
+        return
     process.set_role(hops.POOL_CHILD)
     hop("child.init")
 

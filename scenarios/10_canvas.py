@@ -1,0 +1,190 @@
+"""Chain, group and chord on Redis: no coordinator, each next message is pushed by a process.
+
+The client publishes what it can publish at once. A chain's next link and a chord's callback
+are published later by the pool child that just finished the task before them; the chord
+counts its finished parts in Redis keys that the children update in Lua scripts.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import redis
+
+from demo import canvas_time as ct
+from demo import evidence as ev
+from demo import processes as proc
+from demo import results as res
+from demo.inspectors_view import render_keys
+from demo.scenario import Scenario, run
+
+WAIT = 3  # countdown of the last chord header task: time to read the keys half-way
+
+
+def story(s: Scenario) -> None:
+    from celery import chain, chord, group
+
+    from envoi_mails import add, tsum
+
+    tl, me = s.timeline, os.getpid()
+    r = redis.Redis.from_url(s.stack.broker_url, decode_responses=True)
+    with s.step(
+        "1. A chain of three adds",
+        "`chain(add.s(1, 2), add.s(10), add.s(100))`. The client pushes the first message only; "
+        "its body carries the rest of the chain. The pool child that ran a link pushes the next "
+        "one itself, the link's result prepended to its arguments.",
+    ):
+        worker = s.start_worker(extra=["-c", "2"])
+        t0, result = time.time(), chain(add.s(1, 2), add.s(10), add.s(100)).apply_async()
+        value, ids = result.get(timeout=30), [result.parent.parent.id, result.parent.id, result.id]
+        res.barrier(tl, r)  # the spy has shown every command sent so far
+        ran, msgs = proc.wait_ran(tl, ids), ct.published(tl.events(), ids)
+        labels = dict(zip(ids, ["add(1, 2)", "add(·, 10)", "add(·, 100)"], strict=True))
+        s.show(ct.published_table(msgs, labels, t0, "the three messages, as pushed"))
+        senders = [m.pid for m in msgs]
+        s.expect(
+            "the client pushed link 1; the pool child that ran link n pushed link n+1",
+            senders == [me, ran[ids[0]], ran[ids[1]]]
+            and set(senders[1:]) <= set(worker.children()),
+            f"pushed by {senders}, ran by {[ran[i] for i in ids]}",
+        )
+        parents = ct.headers(msgs, "parent_id")
+        s.expect(
+            "root_id is link 1 on all three; parent_id is the link before",
+            ct.headers(msgs, "root_id") == [ids[0]] * 3 and parents == [None, *ids[:2]],
+        )
+        args = [m.envelope.args for m in msgs]
+        s.expect(
+            "each link got the previous result first in its args: 1+2, 3+10, 13+100",
+            args == [[1, 2], [3, 10], [13, 100]] and value == 113,
+            f"{args}",
+        )
+        rest = [link["options"]["task_id"] for link in msgs[0].envelope.embed["chain"]]
+        s.expect("the client chose every id: body 1 lists the rest, last first", rest == ids[:0:-1])
+        events = tl.events()
+        pushed_first = all(msgs[n + 1].ts < ct.stored_at(events, ids[n]) for n in (0, 1))
+        stored = res.read_result(r, ids[0]).meta or {}
+        s.expect(
+            "link n+1 is pushed BEFORE link n's result is stored, which names it in `children`",
+            pushed_first and ids[1] in str(stored.get("children")),
+        )
+
+    with s.step(
+        "2. A group of three adds",
+        "`group(add.s(n, n) for n in (1, 2, 3))`: three messages, all pushed by the client, all "
+        "tagged with the same `group` header. A plain group writes nothing of its own in Redis: "
+        "each task has its result key, and that is all until `.save()`.",
+    ):
+        t0, g = time.time(), group(add.s(n, n) for n in (1, 2, 3)).apply_async()
+        values, members = g.get(timeout=30), [x.id for x in g.results]
+        res.barrier(tl, r)
+        msgs = ct.published(tl.events(), members)
+        touched = ev.select(tl.events(), key=ct.group_key(g.id))
+        s.show(ct.published_table(msgs, {}, t0, f"group {g.id[:8]}: one message per task"))
+        tags = list(zip(ct.headers(msgs, "group"), ct.headers(msgs, "group_index"), strict=True))
+        s.expect(
+            "three LPUSH, all from the client, same `group`, group_index 0, 1, 2",
+            [m.pid for m in msgs] == [me] * 3 and tags == [(g.id, n) for n in range(3)],
+        )
+        s.expect("each member is its own root_id", ct.headers(msgs, "root_id") == members)
+        s.expect(
+            "no celery-taskset-meta-<gid> key exists, no command touched one",
+            not ct.group_keys(r, g.id) and not touched and values == [2, 4, 6],
+        )
+        g.save()
+        saved = ct.wait_command(tl, "SETEX", ct.group_key(g.id))[0]
+        s.show(ev.commands_table([saved], "g.save()"))
+        s.expect(
+            "save(): the client itself writes celery-taskset-meta-<gid>, for 86400 s",
+            saved["pid"] == me and ct.args_of(saved)[2] == "86400",
+        )
+
+    with s.step(
+        "3. A chord: its counter lives in Redis",
+        f"`chord([add.s(1, 1), add.s(2, 2), add.s(3, 3).set(countdown={WAIT})], tsum.s())`. No "
+        "`chord_unlock` task on Redis: each header task, once its result is stored, runs a Lua "
+        "script that adds it to `celery-taskset-meta-<gid>.j` (sorted set) and `.d` (set) and "
+        f"compares the count with `.s`. The last one waits {WAIT} s: time to read the keys.",
+    ):
+        header = [add.s(1, 1), add.s(2, 2), add.s(3, 3).set(countdown=WAIT)]
+        t0, result = time.time(), chord(header, tsum.s()).apply_async()
+        gid, members = result.parent.id, [x.id for x in result.parent.results]
+        counted = ct.wait_command(tl, "ZADD", ct.group_key(gid, ".j"), count=2)
+        skey = ct.group_key(gid, ".s")
+        mid, size, events = ct.group_keys(r, gid), r.get(skey), tl.events()
+        early = ev.first(events, event="task.prerun", task_id=members[2])
+        ran = proc.wait_ran(tl, members[:2])
+        msgs, sized = ct.published(events, members), ct.first_command(events, "SET", skey)
+        took = f"+{time.time() - t0:.1f} s"
+        s.show(
+            ct.published_table(msgs, {}, t0, "the header, as pushed"),
+            render_keys(f"the chord's keys with 2 of 3 parts done ({took})", [*mid.values()]),
+        )
+        unlock = [p for p in ct.published(events) if p.envelope.task == "celery.chord_unlock"]
+        s.expect(
+            "each header message carries the callback, its id fixed; no chord_unlock task is sent",
+            ct.callbacks(msgs) == {result.id} and not unlock,
+        )
+        s.expect(
+            "the client sets the size (SET .s 3 EX 86400) just before the LAST header push",
+            ct.sent(sized, me, "3", "EX", "86400")
+            and max(m.ts for m in msgs[:2]) < (sized or {})["ts"] < msgs[2].ts,
+        )
+        s.expect(
+            "parts 1 and 2 were counted (ZADD .j, in Lua) by the children that ran them",
+            [e["pid"] for e in counted] == [ran.get(m) for m in members[:2]],
+        )
+        kinds = {k: (v.type, v.size) for k, v in mid.items()}
+        ttl = min((v.ttl_s or 0 for v in mid.values()), default=0)
+        s.expect(
+            "half-way: .j (zset) and .d (set) hold 2, .s = 3, all ~86400 s; no .t, no plain key",
+            early is None
+            and size == "3"
+            and ttl > 86000
+            and kinds == {".j": ("zset", 2), ".d": ("set", 2), ".s": ("string", 1)},
+            f"{kinds}, ttl ≥ {ttl}",
+        )
+
+    with s.step(
+        "4. Who publishes the callback",
+        "The child whose script finds the count complete claims `.c` (SET NX), reads the results "
+        "from `.j` in header order and pushes `tsum` itself; then it deletes the bookkeeping and "
+        "leaves `.c = done` for 300 s, against late duplicates.",
+    ):
+        value = result.get(timeout=30)
+        res.barrier(tl, r)
+        ran, body = proc.wait_ran(tl, [*members, result.id]), ct.wait_published(tl, result.id)
+        claim = ct.first_command(tl.events(), "SET", ct.group_key(gid, ".c"))
+        after, trail = ct.group_keys(r, gid), [*ct.chord_trail(tl.events(), gid), body.event]
+        s.show(
+            ct.chord_table(trail, gid, t0, f"the chord's keys (<gid> = {ct.group_key(gid)})"),
+            render_keys("the chord's keys after the callback", [*after.values()]),
+        )
+        last, stored = ran[members[2]], ct.stored_at(tl.events(), members[2])
+        s.expect(
+            "tsum was pushed by the pool child that ran the LAST header task",
+            body.pid == last and body.event["ppid"] == worker.pid,
+            f"pid {body.pid}",
+        )
+        s.expect(
+            "… after that child stored its own result and claimed .c",
+            claim is not None and claim["pid"] == last and stored < claim["ts"] < body.ts,
+        )
+        s.expect(
+            "tsum got the results in header order; its parent_id is that last header task",
+            body.envelope.args == [[2, 4, 6]]
+            and value == 12
+            and body.header("parent_id") == members[2],
+        )
+        done = r.get(ct.group_key(gid, ".c")) == "done"
+        s.expect(
+            "afterwards only .c = 'done' remains, for at most 300 s",
+            set(after) == {".c"} and done and 0 < (after[".c"].ttl_s or 0) <= 300,
+        )
+        s.show(s.flower(f"task/{result.id}"))
+
+
+if __name__ == "__main__":
+    sys.exit(run("10 · chain, group, chord", story, __doc__ or ""))
