@@ -167,13 +167,34 @@ def _scan_sockets(redis_port: int | None = None) -> dict[tuple[str, int], int]:
     The remote end must be Redis's port: a local (ip, port) alone can also belong to an
     unrelated socket (a listener, or a connection to another server) of another process.
     """
-    return {
-        (conn.laddr.ip, conn.laddr.port): conn.pid
-        for conn in psutil.net_connections(kind="inet")
-        if conn.pid is not None
-        and conn.laddr
-        and (redis_port is None or (conn.raddr and conn.raddr.port == redis_port))
-    }
+    holders: dict[tuple[str, int], set[int]] = {}
+    for conn in psutil.net_connections(kind="inet"):
+        if conn.pid is None or not conn.laddr:
+            continue
+        if redis_port is not None and not (conn.raddr and conn.raddr.port == redis_port):
+            continue
+        holders.setdefault((conn.laddr.ip, conn.laddr.port), set()).add(conn.pid)
+    return {addr: owner_of(pids) for addr, pids in holders.items()}
+
+
+def owner_of(pids: set[int], parent_of: Callable[[int], int | None] | None = None) -> int:
+    """The process that opened a socket several processes hold: the eldest ancestor.
+
+    fork() copies every open socket, so a fresh pool child holds its MainProcess's
+    connections until it closes them; the commands on them are still the parent's.
+    """
+    parent = parent_of or _parent_pid
+    for pid in sorted(pids):
+        if parent(pid) not in pids:
+            return pid
+    return min(pids)
+
+
+def _parent_pid(pid: int) -> int | None:
+    try:
+        return int(psutil.Process(pid).ppid())
+    except psutil.Error:
+        return None
 
 
 class Attributor:

@@ -152,3 +152,12 @@ def test_spy_and_timeline_read_the_stream_the_emitter_writes() -> None:
     assert spy.TRACE_STREAM == timeline.STREAM == emitter.STREAM
     assert timeline.STREAM_MAXLEN == emitter.STREAM_MAXLEN
     assert timeline.CLIENT_NAME.startswith("xray") and emitter.CLIENT_NAME.startswith("xray")
+
+
+def test_a_socket_held_by_a_parent_and_its_forked_child_belongs_to_the_parent() -> None:
+    from demo.attribution import owner_of
+
+    parents = {4100: 1, 4103: 4100, 4104: 4100}
+    assert owner_of({4103, 4100}, parents.get) == 4100
+    assert owner_of({4104, 4103, 4100}, parents.get) == 4100
+    assert owner_of({4103}, parents.get) == 4103
