@@ -167,27 +167,49 @@ def _scan_sockets(redis_port: int | None = None) -> dict[tuple[str, int], int]:
     The remote end must be Redis's port: a local (ip, port) alone can also belong to an
     unrelated socket (a listener, or a connection to another server) of another process.
     """
-    holders: dict[tuple[str, int], set[int]] = {}
+    owners: dict[tuple[str, int], int] = {}
     for conn in psutil.net_connections(kind="inet"):
         if conn.pid is None or not conn.laddr:
             continue
         if redis_port is not None and not (conn.raddr and conn.raddr.port == redis_port):
             continue
-        holders.setdefault((conn.laddr.ip, conn.laddr.port), set()).add(conn.pid)
-    return {addr: owner_of(pids) for addr, pids in holders.items()}
+        owners[(conn.laddr.ip, conn.laddr.port)] = conn.pid
+    return prefer_parents(owners, _parent_pid, _local_addrs)
 
 
-def owner_of(pids: set[int], parent_of: Callable[[int], int | None] | None = None) -> int:
-    """The process that opened a socket several processes hold: the eldest ancestor.
+def prefer_parents(
+    owners: dict[tuple[str, int], int],
+    parent_of: Callable[[int], int | None],
+    sockets_of: Callable[[int], set[tuple[str, int]]],
+) -> dict[tuple[str, int], int]:
+    """Give each socket to the parent when the parent holds it too.
 
-    fork() copies every open socket, so a fresh pool child holds its MainProcess's
-    connections until it closes them; the commands on them are still the parent's.
+    fork() copies every open socket, so a fresh pool child holds the MainProcess's
+    connections, and psutil names one holder per socket, either. Only the process that
+    opened a connection uses it (Celery resets its pools after a fork): the parent's.
     """
-    parent = parent_of or _parent_pid
-    for pid in sorted(pids):
-        if parent(pid) not in pids:
-            return pid
-    return min(pids)
+    # Every holder's parent is asked, not only parents psutil already named for a socket:
+    # it may have named the children for all of a parent's sockets.
+    parents = {pid: parent_of(pid) for pid in set(owners.values())}
+    parent_sockets: dict[int, set[tuple[str, int]]] = {}
+    fixed = dict(owners)
+    for addr, pid in owners.items():
+        parent = parents.get(pid)
+        if parent is None or parent <= 1:
+            continue
+        if parent not in parent_sockets:
+            parent_sockets[parent] = sockets_of(parent)
+        if addr in parent_sockets[parent]:
+            fixed[addr] = parent
+    return fixed
+
+
+def _local_addrs(pid: int) -> set[tuple[str, int]]:
+    try:
+        conns = psutil.Process(pid).net_connections(kind="inet")
+    except psutil.Error:
+        return set()
+    return {(c.laddr.ip, c.laddr.port) for c in conns if c.laddr}
 
 
 def _parent_pid(pid: int) -> int | None:

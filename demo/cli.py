@@ -102,11 +102,12 @@ def result(task_id: str, timeout: float) -> None:
 
 def _register() -> None:
     # Each command lives in its own module; they are imported here, once, to be listed.
+    from demo.bench import bench_command
     from demo.inspectors_view import inspect_command
     from demo.spy_cli import spy_command
     from demo.trace_cli import trace_command
 
-    for command in (inspect_command, spy_command, trace_command):
+    for command in (bench_command, inspect_command, spy_command, trace_command):
         main.add_command(command)
 
 

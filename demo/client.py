@@ -4,14 +4,34 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import lru_cache
+from typing import Any
 
 from celery import Celery
+
+
+class _PinnedBroker(Celery):  # type: ignore[misc]  # celery is untyped
+    """Always talks to the broker it was built for.
+
+    Celery's Settings.broker_url prefers the CELERY_BROKER_URL environment variable over
+    any configured value (celery/app/utils.py), so a kit process whose environment names
+    another Redis would ping the wrong one. Every connection goes through these two.
+    """
+
+    def __init__(self, broker_url: str) -> None:
+        super().__init__("xray-control", broker=broker_url, set_as_current=False)
+        self._pinned = broker_url
+
+    def connection_for_write(self, url: str | None = None, **kwargs: Any) -> Any:
+        return super().connection_for_write(url or self._pinned, **kwargs)
+
+    def connection_for_read(self, url: str | None = None, **kwargs: Any) -> Any:
+        return super().connection_for_read(url or self._pinned, **kwargs)
 
 
 @lru_cache(maxsize=8)
 def _app_for(broker_url: str) -> Celery:
     # Not envoi_mails.app: the kit's pings must not show up as traced client hops.
-    app = Celery("xray-control", broker=broker_url, set_as_current=False)
+    app = _PinnedBroker(broker_url)
     app.conf.update(
         accept_content=["json"],
         broker_connection_timeout=2.0,

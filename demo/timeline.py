@@ -22,7 +22,8 @@ from demo.errors import KitError
 from demo.spy import Spy
 
 STREAM = "xray:trace"  # envoi_mails.xray.emitter.STREAM
-STREAM_MAXLEN = 100_000  # the stream's cap (envoi_mails.xray.emitter.STREAM_MAXLEN)
+STREAM_MAXLEN = 20_000  # the stream's cap, in entries (envoi_mails.xray.emitter.STREAM_MAXLEN)
+EVENTS_MAX = 200_000  # events kept in memory: a long run must not grow without limit
 CLIENT_NAME = "xray-timeline"  # named xray*, so the spy leaves its XRANGE polling out
 PAGE = 1000
 POLL_S = 0.05
@@ -48,8 +49,13 @@ def _ts(event: Event) -> float:
 
 
 def _entries(reply: Any) -> list[tuple[str, str | None]]:
-    """[(entry id, "e" field)] from an XRANGE/XREVRANGE reply (decoded responses)."""
-    return [(str(entry_id), (fields or {}).get("e")) for entry_id, fields in reply or []]
+    """[(entry id, payload)] from an XRANGE/XREVRANGE reply (decoded responses): the "b"
+    field (a JSON array of events, one XADD per emitter flush), or an "e" field (one event,
+    as the spy's CLI writes them)."""
+    return [
+        (str(entry_id), (fields or {}).get("b") or (fields or {}).get("e"))
+        for entry_id, fields in reply or []
+    ]
 
 
 class Timeline:
@@ -63,7 +69,7 @@ class Timeline:
         self._spy = spy
         self._marker_pool = redis.ConnectionPool.from_url(redis_url)
         # Bounded like the stream itself: older events are gone from Redis anyway.
-        self._trace: deque[Event] = deque(maxlen=STREAM_MAXLEN)
+        self._trace: deque[Event] = deque(maxlen=EVENTS_MAX)
         self._roles: dict[int, str] = {}
         self.undecodable = 0
         try:
@@ -163,9 +169,13 @@ class Timeline:
 
     def _add(self, raw: str | None) -> None:
         try:
-            event = json.loads(raw or "")
+            decoded = json.loads(raw or "")
         except ValueError:
-            event = None
+            decoded = None
+        for event in decoded if isinstance(decoded, list) else [decoded]:
+            self._add_event(event)
+
+    def _add_event(self, event: Any) -> None:
         if not isinstance(event, dict):
             self.undecodable += 1
             return

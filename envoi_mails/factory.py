@@ -37,4 +37,8 @@ def create_app(settings: Settings) -> Celery:
         # The worker keeps trying at start-up, as in the tutorial: Redis may come up later.
         broker_connection_retry_on_startup=True,
     )
+    if backend != settings.result_backend:
+        # Celery's Settings.result_backend prefers the CELERY_RESULT_BACKEND environment
+        # variable over `backend=`; backend_cls is read before either (Celery._get_backend).
+        app.backend_cls = backend
     return app

@@ -134,7 +134,8 @@ def story(s: Scenario) -> None:
         )
         s.expect(
             "parts 1 and 2 were counted (ZADD .j, in Lua) by the children that ran them",
-            [e["pid"] for e in counted] == [ran.get(m) for m in members[:2]],
+            # Two children run parts 1 and 2 at once: either may be counted first.
+            sorted(e["pid"] for e in counted) == sorted(ran.get(m) or 0 for m in members[:2]),
         )
         kinds = {k: (v.type, v.size) for k, v in mid.items()}
         ttl = min((v.ttl_s or 0 for v in mid.values()), default=0)

@@ -155,9 +155,15 @@ def test_spy_and_timeline_read_the_stream_the_emitter_writes() -> None:
 
 
 def test_a_socket_held_by_a_parent_and_its_forked_child_belongs_to_the_parent() -> None:
-    from demo.attribution import owner_of
+    from demo.attribution import prefer_parents
 
     parents = {4100: 1, 4103: 4100, 4104: 4100}
-    assert owner_of({4103, 4100}, parents.get) == 4100
-    assert owner_of({4104, 4103, 4100}, parents.get) == 4100
-    assert owner_of({4103}, parents.get) == 4103
+    held = {4100: {("127.0.0.1", 5000), ("127.0.0.1", 5001)}}
+    # psutil named the children for both of the parent's sockets; 5002 is a child's own.
+    owners = {("127.0.0.1", 5000): 4103, ("127.0.0.1", 5001): 4104, ("127.0.0.1", 5002): 4104}
+    fixed = prefer_parents(owners, parents.get, lambda pid: held.get(pid, set()))
+    assert fixed == {
+        ("127.0.0.1", 5000): 4100,
+        ("127.0.0.1", 5001): 4100,
+        ("127.0.0.1", 5002): 4104,
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -51,5 +52,6 @@ def test_children_forked_while_the_parent_flushes_can_emit_and_exit(stack: Stack
             os.kill(pid, 9)
             os.waitpid(pid, 0)
     client = redis.Redis.from_url(stack.broker_url, decode_responses=True)
-    shipped = [e for _, e in client.xrange(STREAM, "-", "+") if '"test.child"' in e["e"]]
+    batches = [json.loads(fields["b"]) for _, fields in client.xrange(STREAM, "-", "+")]
+    shipped = [e for batch in batches for e in batch if e["event"] == "test.child"]
     assert len(shipped) == 100, "every child's event reached the stream"

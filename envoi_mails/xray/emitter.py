@@ -4,7 +4,9 @@ Why a Redis stream: every process of the app (client, worker MainProcess, pool c
 containers) already reaches this Redis, so the timeline needs no other server; XADD with
 MAXLEN keeps it bounded. Why a buffer and a thread: a round-trip per event would slow the
 worker measurably; `emit` only appends to a bounded deque and a daemon thread sends
-batches in one pipeline every FLUSH_INTERVAL_S.
+what is queued every FLUSH_INTERVAL_S as ONE stream entry, {"b": <JSON array of events>}:
+one XADD and one JSON encoding per batch, not per event (an XADD per event cost about
+19 µs of CPU per event, 15-18 events per task, in the process that emitted them).
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from typing import Any
 import redis
 
 STREAM = "xray:trace"
-STREAM_MAXLEN = 100_000  # about 30 MB of events at most on the Redis side
+STREAM_MAXLEN = 20_000  # entries, each one flush's batch of events: bounded on Redis
 BUFFER_MAX = 20_000  # per process, if Redis is gone: oldest events are dropped
-FLUSH_INTERVAL_S = 0.05
+FLUSH_INTERVAL_S = 0.1  # fewer, larger batches; short enough for the scenarios' waits
+_ENCODE = json.JSONEncoder(default=str, separators=(",", ":")).encode  # built once
 CLIENT_NAME = "xray-trace"  # lets the spy leave the kit's own traffic out
 
 
@@ -58,11 +61,8 @@ class Emitter:
             if not batch:
                 return
             try:
-                pipe = self._client().pipeline(transaction=False)
-                for event in batch:
-                    payload = json.dumps(event, default=str, separators=(",", ":"))
-                    pipe.xadd(STREAM, {"e": payload}, maxlen=STREAM_MAXLEN, approximate=True)
-                pipe.execute()
+                payload = _ENCODE(batch)
+                self._client().xadd(STREAM, {"b": payload}, maxlen=STREAM_MAXLEN, approximate=True)
             except redis.RedisError:
                 self.dropped += len(batch)  # tracing must never break the app
 

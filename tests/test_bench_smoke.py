@@ -1,0 +1,30 @@
+"""The benchmark runs end to end on real processes: every mode, every result back.
+
+Not a timing test: throughput depends on the machine, so only its sign is checked here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from demo.bench import MODES, PLAIN, SPY, run_bench
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.timeout(300)  # three worker starts and stops, on a busy machine
+def test_bench_measures_every_mode_with_all_results_back(tmp_path: Path) -> None:
+    report = run_bench(tasks=30, rounds=1, run_dir=tmp_path)
+
+    assert sorted({m.mode for m in report.measurements}) == sorted(MODES)
+    assert all(m.received == m.tasks == 30 and m.wrong == 0 for m in report.measurements)
+    assert report.complete
+    for mode in MODES:
+        assert report.summary(mode).median > 0
+    by_mode = {m.mode: m for m in report.measurements}
+    assert by_mode[PLAIN].trace_entries == 0, "XRAY_TRACE=0 must write no trace at all"
+    assert all(m.trace_entries > 0 for m in report.measurements if m.mode != PLAIN)
+    assert by_mode[SPY].spy_events, "the spy watched the traced+spy run"
+    assert by_mode[PLAIN].spy_events is None
