@@ -16,7 +16,7 @@ from demo import state
 from demo.config import KitConfig
 from demo.diagram import build_sequence, to_html, to_mermaid, to_rich
 from demo.errors import KitError, one_line_errors
-from demo.evidence import hops_table
+from demo.scenes.evidence import hops_table
 from demo.timeline import Timeline
 
 

@@ -12,11 +12,11 @@ import time
 
 import redis
 
-from demo import evidence as ev
 from demo import inspectors as ins
-from demo import processes as proc
 from demo.inspectors_view import escape, render_bindings
-from demo.scenario import Scenario, run
+from demo.scenes import evidence as ev
+from demo.scenes import processes as proc
+from demo.scenes.frame import Scenario, run
 
 QUEUE_LISTS = ["celery", "celery\x06\x163", "celery\x06\x166", "celery\x06\x169"]
 TASK_ROUTE = ("celery", "celery", "celery")  # exchange, routing key, queue

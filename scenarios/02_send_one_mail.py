@@ -12,10 +12,10 @@ import sys
 import redis
 from rich.pretty import Pretty
 
-from demo import evidence as ev
 from demo.diagram import build_sequence, to_rich
 from demo.envelope import decode_envelope
-from demo.scenario import Scenario, run
+from demo.scenes import evidence as ev
+from demo.scenes.frame import Scenario, run
 
 ADDRESS = "destinataire@example.com"
 

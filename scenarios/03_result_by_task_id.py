@@ -14,9 +14,9 @@ import uuid
 import redis
 from rich.pretty import Pretty
 
-from demo import evidence as ev
-from demo import results as res
-from demo.scenario import Scenario, run
+from demo.scenes import evidence as ev
+from demo.scenes import results as res
+from demo.scenes.frame import Scenario, run
 
 
 def story(s: Scenario) -> None:

@@ -13,8 +13,8 @@ import time
 import redis
 
 from demo import inspectors
-from demo import results as res
-from demo.scenario import Scenario, run
+from demo.scenes import results as res
+from demo.scenes.frame import Scenario, run
 
 LONG, SHORTS = 4.0, 5  # one long task, then five short ones, on a queue of their own
 

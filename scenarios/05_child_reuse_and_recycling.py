@@ -10,9 +10,9 @@ import sys
 import time
 from collections import Counter
 
-from demo import evidence as ev
-from demo import processes as proc
-from demo.scenario import Scenario, run
+from demo.scenes import evidence as ev
+from demo.scenes import processes as proc
+from demo.scenes.frame import Scenario, run
 
 RUNS, BATCH, MAX_TASKS, QUEUE = 20, 12, 3, "recycle"
 

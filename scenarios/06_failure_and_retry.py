@@ -13,9 +13,9 @@ import time
 import redis
 from rich.pretty import Pretty
 
-from demo import evidence as ev
-from demo import failures as fx
-from demo.scenario import Scenario, run
+from demo.scenes import evidence as ev
+from demo.scenes import failures as fx
+from demo.scenes.frame import Scenario, run
 
 MESSAGE, ADDRESS, DOWN = "échec voulu", "destinataire@example.com", "smtp-down"
 EXC = {"exc_type": "TeachingError", "exc_message": [MESSAGE], "exc_module": "envoi_mails.tasks"}

@@ -13,10 +13,10 @@ import sys
 import redis
 from rich.pretty import Pretty
 
-from demo import evidence as ev
-from demo import failures as fx
 from demo.diagram import build_sequence, to_rich
-from demo.scenario import Scenario, run
+from demo.scenes import evidence as ev
+from demo.scenes import failures as fx
+from demo.scenes.frame import Scenario, run
 
 LATE, LATE_S = "late", 4.0  # slow_late's queue, and how long it sleeps
 RESTORE = ["WATCH", "HGET", "MULTI", "ZREM", "HDEL", "LPUSH", "EXEC"]

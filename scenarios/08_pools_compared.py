@@ -13,11 +13,11 @@ import time
 
 import redis
 
-from demo import evidence as ev
-from demo import pools
-from demo import processes as proc
-from demo import results as res
-from demo.scenario import Scenario, run
+from demo.scenes import evidence as ev
+from demo.scenes import pools
+from demo.scenes import processes as proc
+from demo.scenes import results as res
+from demo.scenes.frame import Scenario, run
 
 POOLS = {"prefork": ["-c", "2"], "threads": ["-c", "2"], "solo": []}
 SLOW = 3.0

@@ -13,12 +13,12 @@ import threading
 
 import redis
 
-from demo import evidence as ev
-from demo import pools
-from demo import processes as proc
-from demo import results as res
 from demo.inspectors import pool_processes
-from demo.scenario import Scenario, run
+from demo.scenes import evidence as ev
+from demo.scenes import pools
+from demo.scenes import processes as proc
+from demo.scenes import results as res
+from demo.scenes.frame import Scenario, run
 
 ADDS, LATE_ADDS, SLOW = 20, 6, 5.0
 

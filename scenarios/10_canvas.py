@@ -13,12 +13,12 @@ import time
 
 import redis
 
-from demo import canvas_time as ct
-from demo import evidence as ev
-from demo import processes as proc
-from demo import results as res
 from demo.inspectors_view import render_keys
-from demo.scenario import Scenario, run
+from demo.scenes import canvas_time as ct
+from demo.scenes import evidence as ev
+from demo.scenes import processes as proc
+from demo.scenes import results as res
+from demo.scenes.frame import Scenario, run
 
 WAIT = 3  # countdown of the last chord header task: time to read the keys half-way
 

@@ -13,13 +13,13 @@ import time
 
 import redis
 
-from demo import canvas_time as ct
-from demo import evidence as ev
 from demo import inspectors as ins
-from demo import processes as proc
-from demo import results as res
 from demo.inspectors_view import clock, render_unacked
-from demo.scenario import Scenario, run
+from demo.scenes import canvas_time as ct
+from demo.scenes import evidence as ev
+from demo.scenes import processes as proc
+from demo.scenes import results as res
+from demo.scenes.frame import Scenario, run
 
 COUNTDOWN, LIMIT = 4, 1  # seconds
 REVOKED = "REVOKED TaskRevokedError"

@@ -12,13 +12,13 @@ import time
 
 import redis
 
-from demo import events_view as evs
-from demo import evidence as ev
 from demo import inspectors as ins
-from demo import processes as proc
-from demo import results as res
 from demo.inspectors_view import render_unacked
-from demo.scenario import Scenario, run
+from demo.scenes import events_view as evs
+from demo.scenes import evidence as ev
+from demo.scenes import processes as proc
+from demo.scenes import results as res
+from demo.scenes.frame import Scenario, run
 
 LIFE = ["task-received", "task-started", "task-succeeded"]
 

@@ -29,8 +29,8 @@ from demo import inspectors as ins
 from demo.envelope import EnvelopeError, decode_event_body
 from demo.errors import KitError
 from demo.inspectors_view import escape
-from demo.processes import command_is, ran_by, wait_for_each
-from demo.results import barrier
+from demo.scenes.processes import command_is, ran_by, wait_for_each
+from demo.scenes.results import barrier
 from demo.stack.flower import Flower
 from demo.timeline import Timeline
 

@@ -25,7 +25,7 @@ from demo import inspectors
 from demo.envelope import Envelope, EnvelopeError, decode_envelope, decode_result
 from demo.errors import KitError
 from demo.redis_protocol import short
-from demo.results import barrier, result_key
+from demo.scenes.results import barrier, result_key
 from demo.stack.procs import free_port
 from demo.stack.smtp_sink import SmtpSink
 from demo.timeline import Timeline

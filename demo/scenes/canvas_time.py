@@ -20,7 +20,7 @@ from demo import inspectors as ins
 from demo.envelope import Envelope, EnvelopeError, decode_envelope
 from demo.errors import KitError
 from demo.inspectors_view import clock
-from demo.processes import event_body, hop_is, wait_for_each
+from demo.scenes.processes import event_body, hop_is, wait_for_each
 from demo.timeline import Timeline
 
 Event = Mapping[str, Any]

@@ -16,10 +16,10 @@ from typing import Any
 import redis
 from rich.table import Table
 
-from demo import processes as proc
-from demo import results as res
 from demo.errors import KitError
 from demo.inspectors import pool_processes
+from demo.scenes import processes as proc
+from demo.scenes import results as res
 from demo.stack.worker import Worker
 from demo.timeline import Timeline
 
