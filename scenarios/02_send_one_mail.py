@@ -13,7 +13,7 @@ import redis
 from rich.pretty import Pretty
 
 from demo.diagram import build_sequence, to_rich
-from demo.envelope import decode_envelope
+from demo.envelope import decode_envelope, decode_result
 from demo.scenes import evidence as ev
 from demo.scenes.frame import Scenario, run
 
@@ -158,6 +158,49 @@ def story(s: Scenario) -> None:
                 p.key == f"child-{stored['pid']}"
                 for p in build_sequence(tl.events(), result.id).participants
             ),
+        )
+
+    with s.step(
+        "7. add.delay(2, 3): who computes, who stores, who reads",
+        "The tutorial's other example. The MainProcess learns which child took the job from "
+        "the child's ACK on its pipe, not from Redis; the child computes 5 and stores it; "
+        "the caller reads it. The worker never fetches the result.",
+    ):
+        from envoi_mails import add
+
+        sum_ = add.delay(2, 3)
+        five = sum_.get(timeout=30)
+        stored5 = tl.wait_for(
+            lambda e: e.get("command", [""])[0] == "SETEX" and e.get("task_id") == sum_.id,
+            30,
+            "the SETEX of add's result",
+        )
+        accepted = tl.wait_for(
+            lambda e: e.get("event") == "task.accepted" and e.get("task_id") == sum_.id,
+            10,
+            "the MainProcess hearing the child's ACK",
+        )
+        tl.settle()
+        on_key = [
+            e
+            for e in ev.select(tl.for_task(sum_.id), event="redis.command")
+            if e["pid"] == worker.pid and e["command"][1].startswith("celery-task-meta-")
+        ]
+        s.show(ev.commands_table(tl.for_task(sum_.id)))
+        s.expect("the caller's get() returns 5", five == 5)
+        s.expect(
+            "a pool child of the worker stored 5 under celery-task-meta-<id>",
+            decode_result(stored5["command"][3])["result"] == 5
+            and stored5["pid"] in worker.children(),
+        )
+        s.expect(
+            "the MainProcess knew that child's pid from its ACK over the pipe (task.accepted)",
+            accepted["child_pid"] == stored5["pid"] and accepted["pid"] == worker.pid,
+        )
+        s.expect(
+            "the MainProcess sent no command on the result key",
+            on_key == [],
+            f"{len(on_key)} commands",
         )
 
 

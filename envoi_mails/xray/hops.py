@@ -47,7 +47,7 @@ HOPS: Final[dict[str, tuple[str, str]]] = {
     "task.acked": (WORKER_MAIN, "the MainProcess acknowledged the message (ZREM/HDEL unacked)"),
     "task.event": (
         WORKER_MAIN,
-        "the MainProcess handed a task event to its dispatcher (sent only with -E/Flower)",
+        "the MainProcess sent a task event (task-started, …): with -E, or once Flower enabled them",
     ),
     # pool child
     "child.init": (POOL_CHILD, "worker_process_init: a freshly forked pool child"),

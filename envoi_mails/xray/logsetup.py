@@ -7,13 +7,13 @@ child) carry the same fields as the kit's own events: role, pid, ppid, host, tas
 
 from __future__ import annotations
 
-import datetime
-import json
 import logging
 import sys
+import time
 from collections.abc import MutableMapping
 from typing import Any
 
+import orjson
 import structlog
 
 from envoi_mails.xray import process
@@ -95,17 +95,13 @@ class FlatJsonFormatter(logging.Formatter):
     about 13 µs here, on the two lines every task logs at INFO.
     """
 
-    _encode = json.JSONEncoder(default=repr).encode
-
     def format(self, record: logging.LogRecord) -> str:
         event: dict[str, Any] = {
             **structlog.contextvars.get_contextvars(),
             "event": record.getMessage(),
             "logger": record.name,
             "level": record.levelname.lower(),
-            "timestamp": datetime.datetime.fromtimestamp(record.created, datetime.UTC).strftime(
-                "%Y-%m-%dT%H:%M:%S.%fZ"
-            ),
+            "timestamp": _iso_utc(record.created),
         }
         for key, value in process.identity().items():
             event.setdefault(key, value)
@@ -113,10 +109,30 @@ class FlatJsonFormatter(logging.Formatter):
             value = getattr(record, key, None)
             if value is not None:
                 event.setdefault(key, value)
-        tee_celery_records(None, "", {**event, "_record": record})
+        if record.levelno >= logging.INFO and record.name.startswith(("celery", "kombu")):
+            _tee(record, event)
         if record.exc_info:
             event["exception"] = self.formatException(record.exc_info)
-        return self._encode(event)
+        return orjson.dumps(event, default=repr).decode()
+
+
+def _iso_utc(created: float) -> str:
+    # time.strftime on a struct: a third of what datetime.strftime costs, per line.
+    seconds = int(created)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{stamp}.{int((created - seconds) * 1_000_000):06d}Z"
+
+
+def _tee(record: logging.LogRecord, event: dict[str, Any]) -> None:
+    fields = {"task_id": event["task_id"]} if "task_id" in event else {}
+    hop(
+        "log",
+        logger=record.name,
+        level=event["level"],
+        message=event["event"],
+        process_name=record.processName,
+        **fields,
+    )
 
 
 def _renderer(log_format: str) -> Any:

@@ -29,7 +29,15 @@ class TracedRequest(Request):  # type: ignore[misc]  # celery is untyped
 
     def send_event(self, type: str, **fields: Any) -> None:
         super().send_event(type, **fields)
-        if self._eventer and self._eventer.enabled and self.task.send_events:
+        eventer = self._eventer
+        # EventDispatcher.send drops a task event unless the "task" group is on (-E, or
+        # Flower's enable_events): only an event that really goes out is a hop.
+        if (
+            eventer
+            and eventer.enabled
+            and self.task.send_events
+            and (not eventer.groups or "task" in eventer.groups)
+        ):
             hop("task.event", task_id=self.id, task=self.name, type=type)
 
 

@@ -1,0 +1,204 @@
+"""What each Redis command of a trace proves, in English and French: the catalogue as data.
+
+A rule is (role, commands, key pattern) → sentence. The key is the normalised one the docs
+show (`celery-task-meta-<id>`, `celery\\x06\\x163`, `<id>.reply.celery.pidbox`…); the first
+rule that matches wins, so specific rules come before general ones. The sentences say what the
+row proves about Celery, not what the command does in general (redis_protocol.describe does).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from envoi_mails.xray.hops import HOPS
+
+ANY: Final = "*"
+
+
+@dataclass(frozen=True)
+class Rule:
+    role: str  # a trace role, or ANY
+    commands: frozenset[str]
+    key: str  # a regex the normalised key must fully match
+    en: str
+    fr: str
+
+    def matches(self, role: str, command: str, key: str) -> bool:
+        return (
+            self.role in (ANY, role)
+            and command in self.commands
+            and re.fullmatch(self.key, key) is not None
+        )
+
+
+def _r(role: str, commands: str, key: str, en: str, fr: str) -> Rule:
+    return Rule(role, frozenset(commands.split()), key, en, fr)
+
+
+_META = r"celery-task-meta-<id>"
+_PRI = r"(?:\\x06\\x16\d)?"  # a priority sub-queue suffix, as the docs print it
+_REPLY = r"<id>\.reply\.celery\.pidbox" + _PRI
+
+# The catalogue reads as a table: one rule, three lines. Keep the formatter off its layout.
+# fmt: off
+RULES: Final[tuple[Rule, ...]] = (
+    # the task's own path: publish, take, reserve, ack, store, announce, read
+    _r("client", "SUBSCRIBE", _META,
+       "the caller listens for the result before it even publishes the task",
+       "l'appelant écoute le résultat avant même de publier la tâche"),
+    _r("client", "LPUSH RPUSH", r"(?!<id>).+",
+       "the caller publishes: the JSON message waits in a Redis list, not in a worker",
+       "l'appelant publie : le message JSON attend dans une liste Redis, pas dans un worker"),
+    _r("pool-child", "LPUSH RPUSH", r"(?!<id>).+",
+       "a task that sends a task: the pool child is a client of the broker too",
+       "une tâche qui envoie une tâche : l'enfant du pool est lui aussi client du broker"),
+    _r("worker-main", "BRPOP", r"(?!<id>).+",
+       "only the MainProcess takes messages off the queue, blocking 1 s at a time",
+       "seul le MainProcess retire les messages de la file, en bloquant 1 s à la fois"),
+    _r("worker-main", "ZADD", r"unacked_index",
+       "the MainProcess reserves the message: out of the list, not yet acknowledged",
+       "le MainProcess réserve le message : sorti de la liste, pas encore acquitté"),
+    _r("worker-main", "HSET", r"unacked",
+       "… keeping a copy, put back in the queue if the worker dies before the ack",
+       "… en gardant une copie, remise en file si le worker meurt avant l'acquittement"),
+    _r("worker-main", "ZREM HDEL", r"unacked(?:_index)?",
+       "the MainProcess acks the message (early ack: when a child starts the task)",
+       "le MainProcess acquitte le message (acquittement précoce : quand un enfant démarre)"),
+    _r(ANY, "ZREM HDEL", r"unacked(?:_index)?",
+       "the message is acked: its reservation in `unacked` is dropped",
+       "le message est acquitté : sa réservation dans `unacked` est retirée"),
+    _r("pool-child", "GET", _META,
+       "the child reads the key first, so that a finished result is never overwritten",
+       "l'enfant lit d'abord la clé, pour ne jamais écraser un résultat final"),
+    _r("pool-child", "SETEX SET", _META,
+       "the pool child itself writes the result, with its expiry (result_expires)",
+       "l'enfant du pool écrit lui-même le résultat, avec son expiration (result_expires)"),
+    _r("pool-child", "PUBLISH", _META,
+       "the child announces the result on the channel the caller subscribed to",
+       "l'enfant annonce le résultat sur le canal auquel l'appelant s'est abonné"),
+    _r("client", "GET MGET", _META,
+       "`get()` reads the key once; otherwise it waits for the PUBLISH",
+       "`get()` lit la clé une fois ; sinon il attend le PUBLISH"),
+    _r("client", "UNSUBSCRIBE", _META,
+       "the caller stops listening once it has the result",
+       "l'appelant cesse d'écouter une fois le résultat reçu"),
+    _r(ANY, "EXISTS TTL PTTL", _META,
+       "the scenario looks at the result key itself",
+       "le scénario examine lui-même la clé du résultat"),
+    _r(ANY, "DEL", _META, "the result is forgotten", "le résultat est oublié"),
+    # events, control, gossip
+    _r("worker-main", "PUBLISH", r"/\d+\.celeryev/task\.multi",
+       "task events (-E), batched by the MainProcess, not sent by the child",
+       "les événements de tâche (-E), groupés par le MainProcess, pas envoyés par l'enfant"),
+    _r(ANY, "PUBLISH", r"/\d+\.celeryev/worker\.heartbeat",
+       "the worker says it is alive (every 2 s with -E)",
+       "le worker signale qu'il est vivant (toutes les 2 s avec -E)"),
+    _r(ANY, "PUBLISH", r"/\d+\.celeryev/.+",
+       "a worker event for monitors such as Flower",
+       "un événement de worker pour les outils de suivi comme Flower"),
+    _r(ANY, "PSUBSCRIBE", r"/\d+\.celeryev/.+",
+       "the worker listens to the other workers' events",
+       "le worker écoute les événements des autres workers"),
+    _r(ANY, "PSUBSCRIBE", r"/\d+\.celery\.pidbox",
+       "the MainProcess listens for remote control (inspect, control)",
+       "le MainProcess écoute les commandes à distance (inspect, control)"),
+    _r(ANY, "PUBLISH", r"/\d+\.celery\.pidbox",
+       "a control command broadcast to every worker (inspect, control, mingle)",
+       "une commande de contrôle diffusée à tous les workers (inspect, control, mingle)"),
+    _r("worker-main", "LPUSH RPUSH", _REPLY,
+       "the MainProcess answers on the asker's own reply list",
+       "le MainProcess répond dans la liste de réponse du demandeur"),
+    _r(ANY, "BRPOP LLEN DEL", _REPLY,
+       "the asker waits for, or clears, its reply list",
+       "le demandeur attend ou vide sa liste de réponses"),
+    # routing tables (kombu), the unacked sweep
+    _r(ANY, "SADD", r"_kombu\.binding\..+",
+       "a queue is bound to its exchange: kombu's routing table",
+       "une file est liée à son exchange : la table de routage de kombu"),
+    _r(ANY, "SADD", r"_kombu\.binding_permanent\..+",
+       "new in kombu 5.7: the binding is pinned, it never expires",
+       "nouveau dans kombu 5.7 : la liaison est épinglée, elle n'expire jamais"),
+    _r(ANY, "SREM", r"_kombu\.binding(?:_permanent)?\..+",
+       "a binding is removed", "une liaison est retirée"),
+    _r(ANY, "EVAL EVALSHA", r"_kombu\.binding\..+",
+       "a binding with a deadline (Lua script): it goes unless refreshed",
+       "une liaison avec échéance (script Lua) : elle disparaît si elle n'est pas rafraîchie"),
+    _r(ANY, "EVAL EVALSHA ZADD ZRANGEBYSCORE", r"_kombu\.binding_deadlines",
+       "kombu 5.7 keeps and sweeps the deadlines of expiring bindings",
+       "kombu 5.7 tient et balaie les échéances des liaisons qui expirent"),
+    _r(ANY, "SMEMBERS", r"_kombu\.binding\..+",
+       "routing: the table says which queues get the message",
+       "routage : la table dit quelles files reçoivent le message"),
+    _r(ANY, "LLEN", r".+",
+       "the length of a queue: declared, or inspected",
+       "la longueur d'une file : déclarée, ou inspectée"),
+    _r(ANY, "SET GET DEL EVAL EVALSHA", r"unacked_mutex",
+       "a lock while messages reserved too long are put back in the queue",
+       "un verrou pendant que les messages réservés trop longtemps sont remis en file"),
+    _r(ANY, "ZRANGE", r"unacked_index",
+       "look for messages reserved longer than the visibility timeout",
+       "cherche les messages réservés depuis plus que le visibility timeout"),
+    _r(ANY, "TIME", r".*",
+       "kombu reads the server's clock for its binding deadlines",
+       "kombu lit l'horloge du serveur pour ses échéances de liaisons"),
+    _r(ANY, "SCRIPT", r".*",
+       "kombu makes sure its Lua scripts are loaded",
+       "kombu s'assure que ses scripts Lua sont chargés"),
+    _r(ANY, "HLEN HMGET HGETALL HSCAN", r"unacked",
+       "the scenario looks at the reserved messages", "le scénario examine les messages réservés"),
+)
+# fmt: on
+
+# The French of envoi_mails.xray.hops.HOPS meanings (the English is HOPS itself).
+HOPS_FR: Final[dict[str, str]] = {
+    "result.subscribe": "le backend s'abonne à celery-task-meta-<id> (avant la publication)",
+    "task.publishing": "before_task_publish : le message est construit, juste avant le LPUSH",
+    "task.published": "after_task_publish : le message est dans le broker",
+    "result.wait": "result.get() commence à attendre sur le canal pub/sub",
+    "result.message": "le résultat est arrivé par le canal pub/sub (ou par GET)",
+    "result.fetched": "result.get() a rendu la main",
+    "worker.init": "worker_init : le MainProcess démarre, avant de forker le pool",
+    "worker.ready": "worker_ready : pool forké, consommation lancée",
+    "worker.heartbeat": "heartbeat_sent : un événement worker-heartbeat est parti (-E)",
+    "worker.shutdown": "worker_shutdown : le MainProcess s'arrête",
+    "task.received": "task_received : le MainProcess a retiré le message de la file",
+    "task.accepted": "un enfant du pool a envoyé ACK pour le job (child_pid dit lequel)",
+    "task.acked": "le MainProcess a acquitté le message (ZREM/HDEL unacked)",
+    "task.event": "le MainProcess a envoyé un événement de tâche (task-started, …)",
+    "worker.process_init": "worker_process_init dans le MainProcess (--pool solo : aucun enfant)",
+    "child.init": "worker_process_init : un enfant du pool tout juste forké",
+    "child.shutdown": "worker_process_shutdown : un enfant du pool se termine",
+    "task.prerun": "task_prerun : l'enfant va exécuter le corps de la tâche",
+    "result.stored": "l'enfant a écrit celery-task-meta-<id> (SETEX + PUBLISH)",
+    "task.success": "task_success : la tâche a rendu sa valeur",
+    "task.failure": "task_failure : la tâche a levé une exception",
+    "task.retry": "task_retry : la tâche demande à être relancée",
+    "task.postrun": "task_postrun : l'enfant en a fini avec la tâche",
+    "log": "une ligne de log de Celery ou kombu (logger, niveau, message)",
+    "redis.command": "une commande Redis vue par MONITOR, avec le rôle et le pid de l'émetteur",
+}
+
+HEADERS: Final[dict[str, dict[str, tuple[str, ...]]]] = {
+    "commands": {
+        "en": ("sent by", "command", "what it proves"),
+        "fr": ("envoyé par", "commande", "ce que ça prouve"),
+    },
+    "hops": {"en": ("process", "hop", "meaning"), "fr": ("processus", "étape", "sens")},
+}
+
+
+def annotate(role: str, command: str, key: str, lang: str) -> str | None:
+    """The first matching rule's sentence in `lang`, or None when no rule knows the row."""
+    for rule in RULES:
+        if rule.matches(role, command.upper(), key):
+            return rule.fr if lang == "fr" else rule.en
+    return None
+
+
+def hop_meaning(hop: str, lang: str) -> str:
+    """What a hop means, from envoi_mails.xray.hops (English) or HOPS_FR; "" if unknown."""
+    if lang == "fr" and hop in HOPS_FR:
+        return HOPS_FR[hop]
+    return HOPS[hop][1] if hop in HOPS else ""
