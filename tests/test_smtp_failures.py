@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from demo.stack.procs import free_port
+from demo.stack.procs import free_port, wait_until
 from demo.stack.smtp_sink import SmtpSink
 from demo.stack.stack import Stack
 from demo.stack.worker import Worker
@@ -47,10 +46,7 @@ def test_smtp_down_then_back_retries_and_delivers_exactly_once(
     )
     try:
         result = envoi_mail.apply_async(args=["destinataire@example.com"], queue="smtp-late")
-        deadline = time.monotonic() + 15
-        while result.state != "RETRY" and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert result.state == "RETRY", "the task should be waiting to retry"
+        wait_until(lambda: result.state == "RETRY", 15, "the task waiting to retry")
         dead_smtp.start()
         value = result.get(timeout=30)
     finally:

@@ -6,11 +6,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from typing import Any
 
 import pytest
 
+from demo.stack.procs import wait_until
 from demo.stack.stack import Stack
 from demo.stack.worker import Worker
 
@@ -47,9 +47,7 @@ def test_worker_logs_received_in_main_and_succeeded_in_a_child(worker: Worker) -
         return [json.loads(line) for line in lines if line.startswith("{") and result.id in line]
 
     # The child logs "succeeded" after it has stored the result: get() may return first.
-    deadline = time.monotonic() + 10
-    while len(task_lines()) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: len(task_lines()) >= 2, 10, "the task's two log lines")
     lines = task_lines()
     received = [line for line in lines if line["event"].endswith("received")]
     succeeded = [line for line in lines if " succeeded in " in line["event"]]
@@ -121,17 +119,21 @@ def test_trace_command_draws_a_finished_task_from_the_stream(worker: Worker) -> 
     result = add.delay(1, 1)
     assert result.get(timeout=10) == 2
     # The child's hops reach the stream within the emitter's flush interval: poll for them.
-    deadline = time.monotonic() + 10
-    while True:
-        run = subprocess.run(
-            [sys.executable, "-m", "demo", "trace", result.id, "--mermaid"],
-            capture_output=True,
-            text=True,
-            timeout=30,
+    runs: list[subprocess.CompletedProcess[str]] = []
+
+    def drawn() -> bool:
+        runs.append(
+            subprocess.run(
+                [sys.executable, "-m", "demo", "trace", result.id, "--mermaid"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
         )
-        if "Pool child" in run.stdout or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+        return "Pool child" in runs[-1].stdout
+
+    wait_until(drawn, 10, "the pool child's lane in the diagram")
+    run = runs[-1]
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith("sequenceDiagram")
     assert f"Worker MainProcess pid {worker.pid}" in run.stdout
