@@ -24,11 +24,9 @@ def banner(stack: Stack) -> str:
     tutorial_ports = stack.redis is None or stack.redis.port == TUTORIAL_PORT
     if not tutorial_ports or stack.smtp_port != 1025:
         lines.append(
-            "  "
+            "  export "
             + " ".join(
-                f"export {key}={value}"
-                for key, value in stack.env.items()
-                if key != "PYTHONUNBUFFERED"
+                f"{key}={value}" for key, value in stack.env.items() if key != "PYTHONUNBUFFERED"
             )
         )
         if stack.redis and stack.redis.port != TUTORIAL_PORT:
