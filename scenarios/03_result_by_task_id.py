@@ -37,7 +37,7 @@ def story(s: Scenario) -> None:
             tl.wait_for(res.is_command(c, result.id), 5, c)
             for c in ("SUBSCRIBE", "LPUSH", "SETEX", "PUBLISH")
         )
-        res.barrier(tl, r)
+        tl.settle()
         events, child = tl.for_task(result.id), setex["pid"]
         s.show(ev.commands_table(events), ev.hops_table(ev.select(events, role="client")))
         writes = [e["command"][0] for e in ev.select(events, key=key) if e["pid"] == child]
@@ -78,7 +78,7 @@ def story(s: Scenario) -> None:
         "and the OS forgets the sockets of a process that has exited.)",
     ):
         fetched = res.fetch_in_new_process(s.stack.env, result.id, linger_s=0.5)
-        res.barrier(tl, r)
+        tl.settle()
         theirs = [e for e in tl.for_task(result.id) if e.get("pid") == fetched.pid]
         s.show(Pretty(fetched.output), ev.commands_table(theirs, "Redis commands of that process"))
         got, known = ev.first(theirs, command="GET"), {me, worker.pid, *worker.children()}
@@ -118,7 +118,7 @@ def story(s: Scenario) -> None:
     ):
         ignored = add.apply_async((2, 2), ignore_result=True)
         tl.wait_for(res.is_hop("task.postrun", ignored.id), 10, "task.postrun")
-        res.barrier(tl, r)
+        tl.settle()
         events, key = tl.for_task(ignored.id), res.result_key(ignored.id)
         s.show(ev.hops_table(events), ev.commands_table(events))
         ran = ev.first(events, event="task.success")

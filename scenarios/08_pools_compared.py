@@ -95,7 +95,7 @@ def story(s: Scenario) -> None:
         "`PUBLISH`). The spy names each SETEX's sender from the OS's socket table and the "
         "sender's command line, whatever the process says about itself.",
     ):
-        res.barrier(tl, r)
+        tl.settle()
         events = tl.events()
         wrote = {k: pools.setex(events, a.id) or {} for k, a in asked.items()}
         s.show(ev.commands_table(sorted(wrote.values(), key=lambda e: e.get("ts", 0)), "SETEX"))
@@ -135,7 +135,7 @@ def story(s: Scenario) -> None:
         waiting = int(r.llen("pool-solo"))
         labels = {t.id: f"{k}: {n}" for k, pair in sent.items() for n, t in pair.items()}
         runs = pools.wait_runs(tl, labels, SLOW + 30)
-        res.barrier(tl, r)
+        tl.settle()
         sl, ad = runs["solo: slow"], runs["solo: add"]
         asks = pools.brpops(tl.events(), w["solo"].pid, "pool-solo", sl.started, sl.ended)
         threads = res.worker_stats(s.stack.env, w["threads"].nodename)["pool"].get("threads")

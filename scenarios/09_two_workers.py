@@ -136,7 +136,7 @@ def story(s: Scenario) -> None:
         late = [add.delay(n, 100) for n in range(LATE_ADDS)]  # for step 6
         outcome, late_values = job.get(timeout=30), [x.get(timeout=30) for x in late]
         stopper.join(30)
-        res.barrier(tl, r)
+        tl.settle()
         events = tl.events()
         stop, wrote = pools.WarmStop.read(events, offline, job.id), pools.setex(events, job.id)
         said = pools.log_lines(stopping.log, "Warm shutdown")

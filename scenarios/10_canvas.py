@@ -39,7 +39,7 @@ def story(s: Scenario) -> None:
         worker = s.start_worker(extra=["-c", "2"])
         t0, result = time.time(), chain(add.s(1, 2), add.s(10), add.s(100)).apply_async()
         value, ids = result.get(timeout=30), [result.parent.parent.id, result.parent.id, result.id]
-        res.barrier(tl, r)  # the spy has shown every command sent so far
+        tl.settle()  # the spy has shown every command sent so far
         ran, msgs = proc.wait_ran(tl, ids), ct.published(tl.events(), ids)
         labels = dict(zip(ids, ["add(1, 2)", "add(·, 10)", "add(·, 100)"], strict=True))
         s.show(ct.published_table(msgs, labels, t0, "the three messages, as pushed"))
@@ -79,7 +79,7 @@ def story(s: Scenario) -> None:
     ):
         t0, g = time.time(), group(add.s(n, n) for n in (1, 2, 3)).apply_async()
         values, members = g.get(timeout=30), [x.id for x in g.results]
-        res.barrier(tl, r)
+        tl.settle()
         msgs = ct.published(tl.events(), members)
         touched = ev.select(tl.events(), key=ct.group_key(g.id))
         s.show(ct.published_table(msgs, {}, t0, f"group {g.id[:8]}: one message per task"))
@@ -155,7 +155,7 @@ def story(s: Scenario) -> None:
         "leaves `.c = done` for 300 s, against late duplicates.",
     ):
         value = result.get(timeout=30)
-        res.barrier(tl, r)
+        tl.settle()
         ran, body = proc.wait_ran(tl, [*members, result.id]), ct.wait_published(tl, result.id)
         claim = ct.first_command(tl.events(), "SET", ct.group_key(gid, ".c"))
         after, trail = ct.group_keys(r, gid), [*ct.chord_trail(tl.events(), gid), body.event]

@@ -115,7 +115,7 @@ def story(s: Scenario) -> None:
         ct.outcome(long)
         ct.wait_log(tl, f"Discarding revoked task: envoi_mails.add[{victim.id}]")
         tl.wait_for(res.is_command("HDEL", victim.id), 10, "the ack of the revoked task")
-        res.barrier(tl, r)
+        tl.settle()
         v, busy, state = (
             ct.trail(tl.events(), victim.id),
             ct.trail(tl.events(), long.id),
@@ -179,7 +179,7 @@ def story(s: Scenario) -> None:
         raised = ct.outcome(hard)
         err = ct.wait_limit(tl, "Hard", LIMIT, hard.id, slow.name)
         fresh = ct.wait_new_child(tl, worker.pid, since)
-        res.barrier(tl, r)
+        tl.settle()
         t, kids = ct.trail(tl.events(), hard.id), worker.children()
         killed = ct.pid_of(t.started)
         logs = ct.logs_of(tl.events(), worker.pid, since)

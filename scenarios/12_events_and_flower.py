@@ -37,7 +37,7 @@ def story(s: Scenario) -> None:
         plain = s.stack.start_worker("plain", extra=["-c", "2", "-Q", "plain"])
         evs.wait_all([add.apply_async((2, 3), queue="plain")])
         beats = evs.wait_heartbeats(tl, plain.pid, 2)
-        res.barrier(tl, r)  # every command sent so far is on the timeline: absence is sound
+        tl.settle()  # every command sent so far is on the timeline: absence is sound
         told = ev.select(tl.events(), event="task.event")
         s.show(ev.commands_table(beats, "heartbeats of the worker started without -E"))
         s.expect(
@@ -59,7 +59,7 @@ def story(s: Scenario) -> None:
     ):
         worker = s.start_worker("events", extra=["-c", "2"])
         evs.wait_all([one := add.delay(2, 3)])
-        res.barrier(tl, r)
+        tl.settle()
         sent, setex = evs.of_tasks(tl, {one.id}), ev.first(tl.for_task(one.id), command="SETEX")
         mine, child = evs.task_events(sent, one.id), setex["pid"] if setex else None
         s.show(evs.batches_table(sent, {one.id: one.id[:8]}, "task.multi PUBLISHes, add(2, 3)"))
@@ -87,7 +87,7 @@ def story(s: Scenario) -> None:
         # hold its results before the last events are published. Wait for them.
         deadline = time.monotonic() + 15
         while True:
-            res.barrier(tl, r)
+            tl.settle()
             sent = evs.of_tasks(tl, ids)
             n = sum(len(evs.task_events(sent, i)) for i in ids)
             if n >= 30 or time.monotonic() > deadline:
@@ -119,7 +119,7 @@ def story(s: Scenario) -> None:
         )
         evs.wait_all([task := add.delay(20, 22)])
         info = evs.wait_task_state(flower.url, task.id, "SUCCESS", 20)
-        res.barrier(tl, r)
+        tl.settle()
         setex = tl.wait_for(res.is_command("SETEX", task.id), 10, "the result's SETEX")
         said = evs.task_events(evs.of_tasks(tl, {task.id}), task.id)
         keys = ["uuid", "state", "worker", "args", "runtime", "received", "started", "succeeded"]
@@ -182,7 +182,7 @@ def story(s: Scenario) -> None:
         said_so = evs.wait_log(tl, plain.pid, "enabled by remote")
         evs.wait_all([later := add.apply_async((4, 4), queue="plain")])
         info = evs.wait_task_state(flower.url, later.id, "SUCCESS", 20)
-        res.barrier(tl, r)
+        tl.settle()
         sent = evs.of_tasks(tl, {later.id})
         now = evs.task_events(sent, later.id)
         s.show(ev.logs_table([said_so]), evs.batches_table(sent, {later.id: "add(4, 4)"}, "now"))

@@ -30,7 +30,6 @@ from demo.envelope import EnvelopeError, decode_event_body
 from demo.errors import KitError
 from demo.inspectors_view import escape
 from demo.scenes.processes import command_is, ran_by, wait_for_each
-from demo.scenes.results import barrier
 from demo.stack.flower import Flower
 from demo.timeline import Timeline
 
@@ -265,7 +264,7 @@ def queue_pages(base: str, tl: Timeline, r: redis.Redis) -> Pages:
     t0, t1, ((status, lengths), (page, _)) = timed_gets(base, ["api/queues/length", "broker"])
     if (status, page) != (200, 200) or not isinstance(lengths, dict):
         raise KitError(f"Flower's queue pages answered {status} and {page}: see its log")
-    barrier(tl, r)  # every command sent during the requests is on the timeline now
+    tl.settle()  # every command sent during the requests is on the timeline now
     counted = queue_counts(tl.events(), t0, t1)
     addrs = {str(e.get("addr")) for e in counted}
     return Pages(lengths, counted, len(addrs) == 2 and one_shot(tl.events(), addrs, t0, t1))

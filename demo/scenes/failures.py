@@ -25,7 +25,7 @@ from demo import inspectors
 from demo.envelope import Envelope, EnvelopeError, decode_envelope, decode_result
 from demo.errors import KitError
 from demo.redis_protocol import short
-from demo.scenes.results import barrier, result_key
+from demo.scenes.results import result_key
 from demo.stack.procs import free_port
 from demo.stack.smtp_sink import SmtpSink
 from demo.timeline import Timeline
@@ -99,13 +99,13 @@ def settle(
     """The task's events, once its task.postrun hop with `state` is in and the spy has
     shown every command sent so far (a pool child ships its hops a few ms late)."""
     tl.wait_for(hop("task.postrun", task_id, state=state), timeout, f"the {state} postrun")
-    barrier(tl, r)
+    tl.settle()
     return tl.for_task(task_id)
 
 
 def settled(tl: Timeline, r: redis.Redis, task_id: str) -> Sequence[Event]:
     """The task's events, once the spy has shown every command sent so far."""
-    barrier(tl, r)
+    tl.settle()
     return tl.for_task(task_id)
 
 

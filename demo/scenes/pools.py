@@ -245,7 +245,7 @@ class Broadcast:
 
 def broadcast(events: Sequence[Event], method: str, after: float) -> Broadcast:
     """The last PUBLISH of `method` on the pidbox after `after`, the LPUSHes answering it
-    and the BRPOPs that read them. Call it after a barrier: the spy must have seen them."""
+    and the BRPOPs that read them. Call it after tl.settle(): the spy must have seen them."""
     published = [
         (e, proc.event_body(e)) for e in proc.published(since(events, after), ".celery.pidbox")
     ]
@@ -271,7 +271,7 @@ def inspect(
     asked = time.time()
     inspector = control_app(env).control.inspect(limit=workers, timeout=5)
     replies: dict[str, Any] = getattr(inspector, method)() or {}
-    res.barrier(tl, r)  # the spy has shown every reply by now
+    tl.settle()  # the spy has shown every reply by now
     return replies, broadcast(tl.events(), method, asked)
 
 

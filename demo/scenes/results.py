@@ -85,11 +85,6 @@ def is_hop(name: str, task_id: str | None = None) -> Callable[[Event], bool]:
     return lambda e: e.get("event") == name and task_id in (None, e.get("task_id"))
 
 
-def barrier(timeline: Timeline, r: redis.Redis, timeout: float = 5.0) -> None:
-    """Return once the spy has seen every command sent before this call (Timeline.settle)."""
-    timeline.settle(timeout)
-
-
 @dataclass(frozen=True)
 class TaskRow:
     """One task's life from the trace hops: who received it, when it started and ended."""
@@ -242,7 +237,7 @@ def wait_quiet(
     """
     end = time.monotonic() + timeout
     while True:
-        barrier(timeline, r)  # the spy has shown every BRPOP sent so far
+        timeline.settle()  # the spy has shown every BRPOP sent so far
         last = max(
             (
                 float(e["ts"])

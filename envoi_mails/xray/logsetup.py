@@ -56,20 +56,8 @@ def add_task_from_record(_: Any, __: str, event_dict: EventDict) -> EventDict:
 def tee_celery_records(_: Any, __: str, event_dict: EventDict) -> EventDict:
     """Copy Celery's own INFO+ lines into the trace: which process printed what."""
     record = event_dict.get("_record")
-    if (
-        isinstance(record, logging.LogRecord)
-        and record.levelno >= logging.INFO
-        and record.name.startswith(("celery", "kombu"))
-    ):
-        fields = {"task_id": event_dict["task_id"]} if "task_id" in event_dict else {}
-        hop(
-            "log",
-            logger=record.name,
-            level=record.levelname.lower(),
-            message=str(event_dict.get("event", "")),
-            process_name=record.processName,
-            **fields,
-        )
+    if isinstance(record, logging.LogRecord):
+        _tee(record, event_dict)
     return event_dict
 
 
@@ -109,8 +97,7 @@ class FlatJsonFormatter(logging.Formatter):
             value = getattr(record, key, None)
             if value is not None:
                 event.setdefault(key, value)
-        if record.levelno >= logging.INFO and record.name.startswith(("celery", "kombu")):
-            _tee(record, event)
+        _tee(record, event)
         if record.exc_info:
             event["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(event, default=repr).decode()
@@ -123,13 +110,16 @@ def _iso_utc(created: float) -> str:
     return f"{stamp}.{int((created - seconds) * 1_000_000):06d}Z"
 
 
-def _tee(record: logging.LogRecord, event: dict[str, Any]) -> None:
+def _tee(record: logging.LogRecord, event: EventDict) -> None:
+    """The one rule for both formatters: Celery's and kombu's INFO+ lines become "log" hops."""
+    if record.levelno < logging.INFO or not record.name.startswith(("celery", "kombu")):
+        return
     fields = {"task_id": event["task_id"]} if "task_id" in event else {}
     hop(
         "log",
         logger=record.name,
-        level=event["level"],
-        message=event["event"],
+        level=record.levelname.lower(),
+        message=str(event.get("event", "")),
         process_name=record.processName,
         **fields,
     )
