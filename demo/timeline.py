@@ -20,6 +20,7 @@ import redis
 
 from demo.errors import KitError
 from demo.spy import Spy
+from envoi_mails.xray import wire
 
 STREAM = "xray:trace"  # envoi_mails.xray.emitter.STREAM
 STREAM_MAXLEN = 20_000  # the stream's cap, in entries (envoi_mails.xray.emitter.STREAM_MAXLEN)
@@ -48,14 +49,10 @@ def _ts(event: Event) -> float:
         return 0.0
 
 
-def _entries(reply: Any) -> list[tuple[str, str | None]]:
-    """[(entry id, payload)] from an XRANGE/XREVRANGE reply (decoded responses): the "b"
-    field (a JSON array of events, one XADD per emitter flush), or an "e" field (one event,
-    as the spy's CLI writes them)."""
-    return [
-        (str(entry_id), (fields or {}).get("b") or (fields or {}).get("e"))
-        for entry_id, fields in reply or []
-    ]
+def _entries(reply: Any) -> list[tuple[str, list[Event] | None]]:
+    """[(entry id, its events)] from an XRANGE/XREVRANGE reply; None for an entry that
+    envoi_mails.xray.wire cannot read."""
+    return [(str(entry_id), wire.decode(fields or {})) for entry_id, fields in reply or []]
 
 
 class Timeline:
@@ -76,8 +73,8 @@ class Timeline:
             last = self._redis.xrevrange(STREAM, "+", "-", count=1)
         except redis.RedisError as exc:
             raise KitError(f"cannot read the trace stream {STREAM} at {redis_url}: {exc}") from None
-        newest = _entries(last)
-        self._cursor = newest[0][0] if newest and not history else "0-0"
+        # Only the newest entry's id is needed here, not its events.
+        self._cursor = str(last[0][0]) if last and not history else "0-0"
 
     def events(self) -> list[Event]:
         """Every event since construction (trace and spy), ordered by ts.
@@ -161,19 +158,15 @@ class Timeline:
             except redis.RedisError as exc:
                 raise KitError(f"cannot read the trace stream {STREAM}: {exc}") from None
             entries = _entries(page)
-            for entry_id, payload in entries:
+            for entry_id, events in entries:
                 self._cursor = entry_id
-                self._add(payload)
+                if events is None:
+                    self.undecodable += 1
+                    continue
+                for event in events:
+                    self._add_event(event)
             if len(entries) < PAGE:
                 return
-
-    def _add(self, raw: str | None) -> None:
-        try:
-            decoded = json.loads(raw or "")
-        except ValueError:
-            decoded = None
-        for event in decoded if isinstance(decoded, list) else [decoded]:
-            self._add_event(event)
 
     def _add_event(self, event: Any) -> None:
         if not isinstance(event, dict):

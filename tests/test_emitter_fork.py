@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -11,6 +10,7 @@ import pytest
 import redis
 
 from demo.stack.stack import Stack
+from envoi_mails.xray import wire
 from envoi_mails.xray.emitter import STREAM, Emitter
 
 pytestmark = pytest.mark.e2e
@@ -24,7 +24,7 @@ def test_children_forked_while_the_parent_flushes_can_emit_and_exit(stack: Stack
         # Keep the flush thread inside redis-py as much as possible while we fork.
         # Bounded rate: the capped stream must not trim the children's events away.
         while not stop.wait(0.0002):
-            emitter.emit({"event": "test.parent", "pid": os.getpid()})
+            emitter.emit(({"pid": os.getpid()}, time.time(), "test.parent", {}))
 
     threading.Thread(target=busy_parent, daemon=True).start()
     children = []
@@ -32,7 +32,7 @@ def test_children_forked_while_the_parent_flushes_can_emit_and_exit(stack: Stack
         for n in range(100):
             pid = os.fork()
             if pid == 0:  # the child: what a pool child does in worker_process_init
-                emitter.emit({"event": "test.child", "n": n, "pid": os.getpid()})
+                emitter.emit(({"pid": os.getpid()}, time.time(), "test.child", {"n": n}))
                 emitter.flush()
                 os._exit(0)
             children.append(pid)
@@ -52,6 +52,8 @@ def test_children_forked_while_the_parent_flushes_can_emit_and_exit(stack: Stack
             os.kill(pid, 9)
             os.waitpid(pid, 0)
     client = redis.Redis.from_url(stack.broker_url, decode_responses=True)
-    batches = [json.loads(fields["b"]) for _, fields in client.xrange(STREAM, "-", "+")]
+    batches = [
+        wire.decode(fields or {}) or [] for _, fields in client.xrange(STREAM, "-", "+") or []
+    ]
     shipped = [e for batch in batches for e in batch if e["event"] == "test.child"]
     assert len(shipped) == 100, "every child's event reached the stream"

@@ -3,10 +3,10 @@
 Why a Redis stream: every process of the app (client, worker MainProcess, pool children,
 containers) already reaches this Redis, so the timeline needs no other server; XADD with
 MAXLEN keeps it bounded. Why a buffer and a thread: a round-trip per event would slow the
-worker measurably; `emit` only appends to a bounded deque and a daemon thread sends
-what is queued every FLUSH_INTERVAL_S as ONE stream entry, {"b": <JSON array of events>}:
-one XADD and one JSON encoding per batch, not per event (an XADD per event cost about
-19 µs of CPU per event, 15-18 events per task, in the process that emitted them).
+worker measurably; `emit` only appends a tuple to a bounded deque and a daemon thread
+sends what is queued every FLUSH_INTERVAL_S as ONE stream entry (wire.py): one XADD and
+one JSON encoding per batch, not per event (an XADD per event cost about 19 µs of CPU per
+event, 15-18 events per task, in the process that emitted them).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import atexit
 import os
 import threading
 from collections import deque
-from typing import Any
 
-import orjson
 import redis
+
+from envoi_mails.xray import wire
 
 STREAM = "xray:trace"
 STREAM_MAXLEN = 20_000  # entries, each one flush's batch of events: bounded on Redis
@@ -28,18 +28,13 @@ FLUSH_INTERVAL_S = (
 )
 
 
-def _encode(batch: list[dict[str, Any]]) -> bytes:
-    # orjson: encoding the batch is most of the emitter's cost in a busy worker.
-    return orjson.dumps(batch, default=str)
-
-
 CLIENT_NAME = "xray-trace"  # lets the spy leave the kit's own traffic out
 
 
 class Emitter:
     def __init__(self, url: str) -> None:
         self._url = url
-        self._buffer: deque[dict[str, Any]] = deque(maxlen=BUFFER_MAX)
+        self._buffer: deque[wire.Record] = deque(maxlen=BUFFER_MAX)
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._redis: redis.Redis | None = None
@@ -54,23 +49,25 @@ class Emitter:
             after_in_child=self._after_fork_in_child,
         )
 
-    def emit(self, event: dict[str, Any]) -> None:
-        """Queue one event; never blocks on Redis."""
-        self._buffer.append(event)
+    def emit(self, record: wire.Record) -> None:
+        """Queue one event, (identity, ts, event, fields); never blocks on Redis."""
+        self._buffer.append(record)
         if self._thread is None:
             self._start()
 
     def flush(self) -> None:
         """Send what is queued now (called by the thread, and at exit)."""
         with self._lock:
-            batch: list[dict[str, Any]] = []
+            batch: list[wire.Record] = []
             while self._buffer:
                 batch.append(self._buffer.popleft())
             if not batch:
                 return
             try:
-                payload = _encode(batch)
-                self._client().xadd(STREAM, {"b": payload}, maxlen=STREAM_MAXLEN, approximate=True)
+                payload = wire.encode(batch)
+                self._client().xadd(
+                    STREAM, {wire.FIELD: payload}, maxlen=STREAM_MAXLEN, approximate=True
+                )
             except redis.RedisError:
                 self.dropped += len(batch)  # tracing must never break the app
 

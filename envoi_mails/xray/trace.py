@@ -9,14 +9,15 @@ from envoi_mails.xray import emitter, process
 
 
 def hop(event: str, **fields: Any) -> None:
-    """Append a trace event (see hops.py for the names); a no-op when tracing is off."""
+    """Queue a trace event (see hops.py for the names); a no-op when tracing is off.
+
+    On every task's path, several times: it only builds a tuple. The identity is the
+    process's cached dict, shared, not copied; wire.py flattens it when the trace is read.
+    """
     sink = emitter.get()
     if sink is None:
         return
-    record: dict[str, Any] = {"ts": time.time(), "event": event}
-    record.update(process.identity())
-    record.update(fields)
-    sink.emit(record)
+    sink.emit((process.identity(), time.time(), event, fields))
 
 
 def flush() -> None:
