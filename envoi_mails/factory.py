@@ -22,6 +22,7 @@ def create_app(settings: Settings) -> Celery:
         broker=settings.broker_url,
         backend=backend,
         task_cls="envoi_mails.xray.request:TracedTask" if settings.xray_trace else None,
+        amqp="envoi_mails.xray.publish:TracedAMQP" if settings.xray_trace else None,
     )
     app.conf.update(
         task_serializer="json",

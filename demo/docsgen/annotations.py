@@ -154,8 +154,13 @@ RULES: Final[tuple[Rule, ...]] = (
 # The French of envoi_mails.xray.hops.HOPS meanings (the English is HOPS itself).
 HOPS_FR: Final[dict[str, str]] = {
     "result.subscribe": "le backend s'abonne à celery-task-meta-<id> (avant la publication)",
-    "task.publishing": "before_task_publish : le message est construit, juste avant le LPUSH",
-    "task.published": "after_task_publish : le message est dans le broker",
+    "task.publishing": (
+        "le message est construit, juste avant le LPUSH (send_task_message, où part "
+        "before_task_publish)"
+    ),
+    "task.published": (
+        "le message est dans le broker (send_task_message, où part after_task_publish)"
+    ),
     "result.wait": "result.get() commence à attendre sur le canal pub/sub",
     "result.message": "le résultat est arrivé par le canal pub/sub (ou par GET)",
     "result.fetched": "result.get() a rendu la main",
@@ -163,19 +168,27 @@ HOPS_FR: Final[dict[str, str]] = {
     "worker.ready": "worker_ready : pool forké, consommation lancée",
     "worker.heartbeat": "heartbeat_sent : un événement worker-heartbeat est parti (-E)",
     "worker.shutdown": "worker_shutdown : le MainProcess s'arrête",
-    "task.received": "task_received : le MainProcess a retiré le message de la file",
+    "task.received": (
+        "le MainProcess a retiré le message de la file (sa Request, juste avant task_received)"
+    ),
     "task.accepted": "un enfant du pool a envoyé ACK pour le job (child_pid dit lequel)",
     "task.acked": "le MainProcess a acquitté le message (ZREM/HDEL unacked)",
     "task.event": "le MainProcess a envoyé un événement de tâche (task-started, …)",
     "worker.process_init": "worker_process_init dans le MainProcess (--pool solo : aucun enfant)",
     "child.init": "worker_process_init : un enfant du pool tout juste forké",
     "child.shutdown": "worker_process_shutdown : un enfant du pool se termine",
-    "task.prerun": "task_prerun : l'enfant va exécuter le corps de la tâche",
+    "task.prerun": (
+        "l'enfant va exécuter le corps de la tâche (Task.before_start, juste après task_prerun)"
+    ),
     "result.stored": "l'enfant a écrit celery-task-meta-<id> (SETEX + PUBLISH)",
-    "task.success": "task_success : la tâche a rendu sa valeur",
+    "task.success": (
+        "la tâche a rendu sa valeur, stockée (Task.on_success, juste avant task_success)"
+    ),
     "task.failure": "task_failure : la tâche a levé une exception",
     "task.retry": "task_retry : la tâche demande à être relancée",
-    "task.postrun": "task_postrun : l'enfant en a fini avec la tâche",
+    "task.postrun": (
+        "l'enfant en a fini avec cet essai (Task.after_return ; pour un retry, après task_retry)"
+    ),
     "log": "une ligne de log de Celery ou kombu (logger, niveau, message)",
     "redis.command": "une commande Redis vue par MONITOR, avec le rôle et le pid de l'émetteur",
 }

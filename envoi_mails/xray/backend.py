@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 from celery._state import task_join_will_block
@@ -20,12 +21,20 @@ class TracedResultConsumer(ResultConsumer):  # type: ignore[misc]  # celery is u
 class TracedRedisBackend(RedisBackend):  # type: ignore[misc]  # celery is untyped
     ResultConsumer = TracedResultConsumer
 
+    @cached_property
+    def _prefix(self) -> str:
+        return str(self.task_keyprefix.decode())
+
+    def _key(self, task_id: str) -> str:
+        """get_key_for_task(task_id), as text, without its bytes round trip per task."""
+        return f"{self._prefix}{task_id}"
+
     def on_task_call(self, producer: Any, task_id: str) -> None:
         super().on_task_call(producer, task_id)
         # Same condition as RedisBackend.on_task_call: inside a pool child no SUBSCRIBE
         # happens (get() would block the worker), so there is no hop either.
         if not task_join_will_block():
-            hop("result.subscribe", task_id=task_id, key=self.get_key_for_task(task_id).decode())
+            hop("result.subscribe", task_id=task_id, key=self._key(task_id))
 
     def _store_result(
         self,
@@ -39,7 +48,7 @@ class TracedRedisBackend(RedisBackend):  # type: ignore[misc]  # celery is untyp
         stored = super()._store_result(
             task_id, result, state, traceback=traceback, request=request, **kwargs
         )
-        key = self.get_key_for_task(task_id).decode()
+        key = self._key(task_id)
         hop("result.stored", task_id=task_id, key=key, ttl=self.expires, status=state)
         return stored
 

@@ -28,8 +28,14 @@ HOPS: Final[dict[str, tuple[str, str]]] = {
         CLIENT,
         "the result backend subscribes to celery-task-meta-<id> (before publish)",
     ),
-    "task.publishing": (CLIENT, "before_task_publish: the message is built, about to LPUSH"),
-    "task.published": (CLIENT, "after_task_publish: the message is in the broker"),
+    "task.publishing": (
+        CLIENT,
+        "the message is built, about to LPUSH (send_task_message, where before_task_publish fires)",
+    ),
+    "task.published": (
+        CLIENT,
+        "the message is in the broker (send_task_message, where after_task_publish fires)",
+    ),
     "result.wait": (CLIENT, "result.get() starts waiting on the pub/sub channel"),
     "result.message": (CLIENT, "the result arrived on the pub/sub channel (or by GET)"),
     "result.fetched": (CLIENT, "result.get() returned"),
@@ -42,7 +48,10 @@ HOPS: Final[dict[str, tuple[str, str]]] = {
         "worker_process_init fired in the MainProcess itself (--pool solo: no child exists)",
     ),
     "worker.shutdown": (WORKER_MAIN, "worker_shutdown: the MainProcess stops"),
-    "task.received": (WORKER_MAIN, "task_received: the MainProcess took the message off the queue"),
+    "task.received": (
+        WORKER_MAIN,
+        "the MainProcess took the message off the queue (its Request, just before task_received)",
+    ),
     "task.accepted": (WORKER_MAIN, "a pool child sent ACK for the job (child_pid says which)"),
     "task.acked": (WORKER_MAIN, "the MainProcess acknowledged the message (ZREM/HDEL unacked)"),
     "task.event": (
@@ -52,12 +61,21 @@ HOPS: Final[dict[str, tuple[str, str]]] = {
     # pool child
     "child.init": (POOL_CHILD, "worker_process_init: a freshly forked pool child"),
     "child.shutdown": (POOL_CHILD, "worker_process_shutdown: a pool child exits"),
-    "task.prerun": (POOL_CHILD, "task_prerun: the child is about to run the task body"),
+    "task.prerun": (
+        POOL_CHILD,
+        "the child is about to run the task body (Task.before_start, just after task_prerun)",
+    ),
     "result.stored": (POOL_CHILD, "the child wrote celery-task-meta-<id> (SETEX + PUBLISH)"),
-    "task.success": (POOL_CHILD, "task_success: the task returned"),
+    "task.success": (
+        POOL_CHILD,
+        "the task returned, its result is stored (Task.on_success, just before task_success)",
+    ),
     "task.failure": (POOL_CHILD, "task_failure: the task raised"),
     "task.retry": (POOL_CHILD, "task_retry: the task asked to be retried"),
-    "task.postrun": (POOL_CHILD, "task_postrun: the child is done with the task"),
+    "task.postrun": (
+        POOL_CHILD,
+        "the child is done with this try (Task.after_return; for a retry, after task_retry)",
+    ),
     # any process
     "log": ("*", "a log record from Celery or kombu (logger, level, message)"),
     # the spy
