@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from demo.bench import MODES, PLAIN, SPY, run_bench
+from demo.bench import run_bench
+from demo.bench_report import MODES, PLAIN, SPY
 
 pytestmark = pytest.mark.e2e
 

@@ -1,0 +1,195 @@
+"""What `demo bench` measured, and what it adds up to: the figures, the table, the verdict.
+
+Paired by round: in each round every mode runs once, back to back, so a slow spell of the
+machine (other VMs, thermal, caches) hits the modes of one round alike. A mode's ratio is
+the median over rounds of (its tasks/s / plain's tasks/s in the same round); the ratio of
+the medians is shown beside it. The bar (issue text): traced / plain >= 0.95. The spy's
+cost is reported, not judged.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+PLAIN, TRACED, SPY = "plain", "traced", "traced+spy"
+MODES = (PLAIN, TRACED, SPY)
+PASS_RATIO = 0.95
+NOISY_FOREIGN_CPU = 0.10  # above this share taken by others, the verdict warns of noise
+
+
+def mode_order(round_index: int) -> list[str]:
+    """Round r starts with mode r mod 3: each mode takes each position in turn."""
+    shift = round_index % len(MODES)
+    return [*MODES[shift:], *MODES[:shift]]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One client run against one freshly started, idle worker."""
+
+    mode: str
+    round: int
+    position: int  # 0 = first mode of its round
+    tasks: int
+    received: int  # results that came back before the client's deadline
+    wrong: int  # failed tasks or wrong sums
+    elapsed_s: float  # first timed publish -> last result
+    tasks_per_s: float
+    # Entries (batches of events) the xray:trace stream of this mode's own Redis gained
+    # during the run: 0 when plain, more when traced; the check that each mode really ran
+    # as it says.
+    trace_entries: int
+    spy_events: int | None  # what the spy saw during the client run (spy mode only)
+    worker_was_idle: bool  # False: the worker still used CPU when the client started
+    worker_log: str
+    # CPU µs per task, by part: client, worker (MainProcess and pool), redis, and this
+    # process (where the spy's thread runs). Other load on the machine barely moves these,
+    # so they show the cost of tracing when wall-clock throughput is too noisy to.
+    cpu_us: dict[str, float] = field(default_factory=dict)
+    # Share of the machine's CPU that other processes took during the client run: the
+    # noise in tasks/s. 0.0 on a quiet machine.
+    foreign_cpu: float = 0.0
+
+    @property
+    def cpu_us_per_task(self) -> float:
+        return sum(self.cpu_us.values())
+
+    @property
+    def complete(self) -> bool:
+        return self.received == self.tasks and self.wrong == 0
+
+    def line(self) -> str:
+        spy = f", spy saw {self.spy_events} commands" if self.spy_events is not None else ""
+        flag = "" if self.complete else f"  INCOMPLETE: {self.received}/{self.tasks} results"
+        if not self.worker_was_idle:
+            flag += "  (the worker was still busy when the client started)"
+        return (
+            f"round {self.round + 1} #{self.position + 1} {self.mode:<10} "
+            f"{self.tasks_per_s:8.1f} tasks/s ({self.elapsed_s:.2f} s), "
+            f"{self.cpu_us_per_task:.0f} µs CPU/task{spy}{flag}"
+        )
+
+
+@dataclass(frozen=True)
+class ModeSummary:
+    mode: str
+    median: float
+    low: float
+    high: float
+    ratio: float  # median over rounds of (this mode / plain of the same round): the verdict
+    ratio_of_medians: float  # this mode's median / plain's median
+    round_ratios: list[float]  # per round: this mode / plain of the same round
+    cpu_us: float  # median CPU µs per task, all parts together
+    cpu_extra: float  # median over rounds of (CPU per task / plain's), minus 1
+
+
+@dataclass
+class BenchReport:
+    """All measurements of a run, and what they add up to."""
+
+    tasks: int
+    rounds: int
+    concurrency: int
+    run_dir: Path
+    measurements: list[Measurement] = field(default_factory=list)
+    duration_s: float = 0.0
+    load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def of(self, mode: str) -> list[Measurement]:
+        return sorted((m for m in self.measurements if m.mode == mode), key=lambda m: m.round)
+
+    def summary(self, mode: str) -> ModeSummary:
+        runs = self.of(mode)
+        plain = {m.round: m for m in self.of(PLAIN)}
+        speeds = [m.tasks_per_s for m in runs]
+        round_ratios = [m.tasks_per_s / plain[m.round].tasks_per_s for m in runs]
+        cpu_ratios = [
+            m.cpu_us_per_task / plain[m.round].cpu_us_per_task
+            for m in runs
+            if plain[m.round].cpu_us_per_task
+        ]
+        return ModeSummary(
+            mode=mode,
+            median=statistics.median(speeds),
+            low=min(speeds),
+            high=max(speeds),
+            ratio=statistics.median(round_ratios),
+            ratio_of_medians=statistics.median(speeds)
+            / statistics.median(m.tasks_per_s for m in plain.values()),
+            round_ratios=round_ratios,
+            cpu_us=statistics.median(m.cpu_us_per_task for m in runs),
+            cpu_extra=statistics.median(cpu_ratios) - 1 if cpu_ratios else 0.0,
+        )
+
+    @property
+    def complete(self) -> bool:
+        """Every client got all its results back, right: otherwise the figures mean nothing."""
+        return all(m.complete for m in self.measurements)
+
+    @property
+    def passed(self) -> bool:
+        return self.complete and self.summary(TRACED).ratio >= PASS_RATIO
+
+    def verdict(self) -> str:
+        if not self.complete:
+            lost = [m.line() for m in self.measurements if not m.complete]
+            return "INVALID: some results never came back:\n  " + "\n  ".join(lost)
+        traced, spy = self.summary(TRACED), self.summary(SPY)
+        word = "PASS" if self.passed else "FAIL"
+        sign = ">=" if self.passed else "<"
+        lines = [
+            f"{word}: traced / plain = {traced.ratio:.3f} {sign} {PASS_RATIO} "
+            f"(median of {len(traced.round_ratios)} paired rounds; ratio of the medians "
+            f"{traced.ratio_of_medians:.3f}; tracing adds {traced.cpu_extra:+.1%} CPU per task)",
+            f"spy: traced+spy / plain = {spy.ratio:.3f}, throughput cost {1 - spy.ratio:.0%} "
+            f"(adds {spy.cpu_extra:+.1%} CPU per task)",
+        ]
+        foreign = statistics.median(m.foreign_cpu for m in self.measurements)
+        if foreign > NOISY_FOREIGN_CPU:
+            lines.append(
+                f"note: other processes took {foreign:.0%} of the machine's CPU during the "
+                "measurements (median): tasks/s are noisy, the CPU columns are steadier"
+            )
+        return "\n".join(lines)
+
+    def table(self) -> Table:
+        table = Table(
+            title=f"{self.tasks} add tasks, -c {self.concurrency}, {self.rounds} rounds "
+            f"({self.duration_s:.0f} s, load {self.load_before[0]:.1f} -> {self.load_after[0]:.1f})"
+        )
+        columns = ("mode", "median tasks/s", "min–max", "ratio vs plain", "per round")
+        for name in (*columns, "ratio of medians", "CPU µs/task", "CPU vs plain"):
+            table.add_column(name, justify="left" if name == "mode" else "right")
+        for mode in MODES:
+            s = self.summary(mode)
+            table.add_row(
+                mode,
+                f"{s.median:.1f}",
+                f"{s.low:.1f}–{s.high:.1f}",
+                f"{s.ratio:.3f}",
+                f"{min(s.round_ratios):.3f}–{max(s.round_ratios):.3f}",
+                f"{s.ratio_of_medians:.3f}",
+                f"{s.cpu_us:.0f}",
+                f"{s.cpu_extra:+.1%}",
+            )
+        return table
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tasks": self.tasks,
+            "rounds": self.rounds,
+            "concurrency": self.concurrency,
+            "duration_s": self.duration_s,
+            "load_before": self.load_before,
+            "load_after": self.load_after,
+            "run_dir": str(self.run_dir),
+            "measurements": [asdict(m) for m in self.measurements],
+            "summary": [asdict(self.summary(mode)) for mode in MODES] if self.measurements else [],
+            "passed": self.passed,
+        }

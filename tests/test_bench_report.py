@@ -1,0 +1,72 @@
+"""The bench's arithmetic: chunks, paired ratios, the verdict (pure functions, made-up figures)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from demo.bench import chunk_sizes
+from demo.bench_report import MODES, PLAIN, SPY, TRACED, BenchReport, Measurement, mode_order
+
+
+def measurement(mode: str, round_: int, tasks_per_s: float, cpu: float = 1000.0) -> Measurement:
+    return Measurement(
+        mode=mode,
+        round=round_,
+        position=0,
+        tasks=100,
+        received=100,
+        wrong=0,
+        elapsed_s=100 / tasks_per_s,
+        tasks_per_s=tasks_per_s,
+        trace_entries=0 if mode == PLAIN else 5,
+        spy_events=10 if mode == SPY else None,
+        worker_was_idle=True,
+        worker_log="",
+        cpu_us={"worker": cpu},
+    )
+
+
+def report(speeds: dict[str, list[float]]) -> BenchReport:
+    r = BenchReport(tasks=100, rounds=len(speeds[PLAIN]), concurrency=2, run_dir=Path("."))
+    r.measurements = [
+        measurement(mode, i, speed) for mode, row in speeds.items() for i, speed in enumerate(row)
+    ]
+    return r
+
+
+def test_chunks_split_a_round_evenly_and_never_exceed_the_chunk() -> None:
+    assert chunk_sizes(1500, 300) == [300] * 5
+    assert chunk_sizes(1000, 300) == [250] * 4
+    assert chunk_sizes(1001, 300) == [251, 250, 250, 250]
+    assert chunk_sizes(30, 300) == [30]
+
+
+def test_every_mode_takes_every_position_in_turn() -> None:
+    assert [mode_order(r)[0] for r in range(3)] == list(MODES)
+    assert all(sorted(mode_order(r)) == sorted(MODES) for r in range(6))
+
+
+def test_the_ratio_is_the_median_of_same_round_ratios_not_of_speeds() -> None:
+    # The machine slows down by half in round 2; tracing costs 4 % in every round.
+    r = report(
+        {
+            PLAIN: [500.0, 500.0, 250.0],
+            TRACED: [480.0, 480.0, 240.0],
+            SPY: [300.0, 300.0, 150.0],
+        }
+    )
+    traced = r.summary(TRACED)
+    assert traced.round_ratios == [0.96, 0.96, 0.96]
+    assert abs(traced.ratio - 0.96) < 1e-9
+    assert r.passed
+    assert r.verdict().startswith("PASS: traced / plain = 0.960 >= 0.95")
+
+
+def test_below_the_bar_is_a_fail_and_a_lost_result_invalidates_the_run() -> None:
+    slow = report({PLAIN: [500.0], TRACED: [470.0], SPY: [300.0]})
+    assert not slow.passed and slow.verdict().startswith("FAIL: traced / plain = 0.940 < 0.95")
+    lost = report({PLAIN: [500.0], TRACED: [500.0], SPY: [300.0]})
+    lost.measurements[1] = dataclasses.replace(lost.measurements[1], received=99)
+    assert not lost.complete and not lost.passed
+    assert lost.verdict().startswith("INVALID")
