@@ -163,7 +163,7 @@ def story(s: Scenario) -> None:
             ct.chord_table(trail, gid, t0, f"the chord's keys (<gid> = {ct.group_key(gid)})"),
             render_keys("the chord's keys after the callback", [*after.values()]),
         )
-        last, stored = ran[members[2]], ct.stored_at(tl.events(), members[2])
+        last, stored_ts = ran[members[2]], ct.stored_at(tl.events(), members[2])
         s.expect(
             "tsum was pushed by the pool child that ran the LAST header task",
             body.pid == last and body.event["ppid"] == worker.pid,
@@ -171,7 +171,7 @@ def story(s: Scenario) -> None:
         )
         s.expect(
             "… after that child stored its own result and claimed .c",
-            claim is not None and claim["pid"] == last and stored < claim["ts"] < body.ts,
+            claim is not None and claim["pid"] == last and stored_ts < claim["ts"] < body.ts,
         )
         s.expect(
             "tsum got the results in header order; its parent_id is that last header task",

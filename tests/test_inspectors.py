@@ -104,7 +104,7 @@ def test_queues_report_a_pickled_message_as_undecodable_without_unpickling(
 def test_unacked_holds_prefetched_messages_until_a_pool_child_starts_them(
     worker: Worker, redis_client: redis.Redis
 ) -> None:
-    from envoi_mails import slow
+    from envoi_mails import app, slow
 
     sent = [slow.apply_async((1.5,)) for _ in range(6)]  # 2 children: 4 must wait
     ids = {r.id for r in sent}
@@ -112,18 +112,19 @@ def test_unacked_holds_prefetched_messages_until_a_pool_child_starts_them(
     def ours() -> list[ins.Reserved]:
         return [e for e in ins.unacked(redis_client).entries if e.message.task_id in ids]
 
-    # Early ack: a message leaves unacked when a child starts it, so while two run the
-    # others sit there, reserved by the MainProcess.
-    reserved = wait_for(
-        lambda: (found := ours()) and len(found) < len(ids) and found,
-        15,
-        "some of our tasks reserved while others run",
-    )
+    def ours_running() -> set[str]:
+        replies = app.control.inspect([worker.nodename], timeout=5).active() or {}
+        return {t["id"] for t in replies.get(worker.nodename, [])} & ids
+
+    # Early ack: the MainProcess acks a message (removes it from unacked) in the same
+    # callback that makes it active, so once a child runs one of ours it is out of unacked
+    # for good, while the others still sit there, reserved by the MainProcess. (The
+    # worker fetches one message at a time, so "fewer than six in unacked" alone would
+    # not prove that any has started.)
+    running = wait_for(ours_running, 15, "a pool child running one of our tasks")
+    reserved = wait_for(ours, 5, "others of our tasks reserved in unacked")
     now = time.time()
-    waiting = {m.task_id for m in ins.queues(redis_client, peek=50)[0].take_order()}
-    done = {res.task_id for res in ins.results(redis_client, task_ids=sorted(ids)).results}
-    running = ids - {e.message.task_id for e in reserved} - waiting - done
-    assert running, "while ours wait in unacked, a pool child runs one of them"
+    assert not running & {e.message.task_id for e in reserved}
     for entry in reserved:
         assert entry.message.summary["task"] == "envoi_mails.slow"
         assert entry.message.summary["args"] == [1.5]
