@@ -1,4 +1,5 @@
-"""`python -m demo up` as a user runs it: banner, Flower, then Ctrl-C stops everything."""
+"""`./run demo` (and `python -m demo up`) as a user runs it: banner, Flower, then Ctrl-C
+stops everything."""
 
 from __future__ import annotations
 
@@ -32,7 +33,17 @@ def _read_until(proc: subprocess.Popen[str], marker: str, deadline_s: float) -> 
     raise AssertionError(f"{marker!r} not printed within {deadline_s} s; got: {seen[-500:]}")
 
 
-def test_up_starts_the_stack_and_ctrl_c_leaves_no_process_behind(tmp_path: Path) -> None:
+ROOT = Path(__file__).resolve().parent.parent
+LAUNCHERS = {
+    "./run demo": [sys.executable, str(ROOT / "run"), "demo", "-c", "1"],
+    "python -m demo up": [sys.executable, "-m", "demo", "up", "-c", "1"],
+}
+
+
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_up_starts_the_stack_and_ctrl_c_leaves_no_process_behind(
+    launcher: str, tmp_path: Path
+) -> None:
     env = {
         key: value
         for key, value in os.environ.items()
@@ -43,11 +54,12 @@ def test_up_starts_the_stack_and_ctrl_c_leaves_no_process_behind(tmp_path: Path)
         XRAY_STATE_DIR=str(tmp_path), FLOWER_PORT=str(flower_port), SMTP_PORT=str(free_port())
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "demo", "up", "-c", "1"],
+        LAUNCHERS[launcher],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
     )
     try:
         banner = _read_until(proc, "demo send", deadline_s=90)
@@ -60,7 +72,7 @@ def test_up_starts_the_stack_and_ctrl_c_leaves_no_process_behind(tmp_path: Path)
         state = json.loads((tmp_path / "stack.json").read_text())
         assert state["worker_pid"] in [p.pid for p in family]
     finally:
-        proc.send_signal(signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group gets it
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
     assert "nothing left running" in out
