@@ -244,6 +244,19 @@ def restore_scans(events: Iterable[Event]) -> list[Scan]:
     return scans
 
 
+def restore_tries(events: Iterable[Event]) -> set[int]:
+    """Pids that tried to sweep: each sweep first takes kombu's restore mutex
+    (SET unacked_mutex <id> NX), and is skipped when another consumer holds it."""
+    return {
+        pid
+        for e in events
+        if e.get("event") == "redis.command"
+        and [a.upper() for a in args_of(e)[:2]] == ["SET", "UNACKED_MUTEX"]
+        and "NX" in (a.upper() for a in args_of(e))
+        and (pid := pid_of(e)) is not None
+    }
+
+
 def wait_log(tl: Timeline, text: str, timeout: float = 15.0) -> Event:
     """The first log line containing `text`, waiting for it on the timeline."""
     return tl.wait_for(
