@@ -31,6 +31,7 @@ MAX_LINE = 64 * 1024 * 1024  # a longer MONITOR line is dropped rather than buff
 SPY_NAME = "xray-spy-monitor"
 START_DEADLINE_S = 5.0
 STOP_DEADLINE_S = 2.0
+_OWN_STREAM = f'] "XADD" "{TRACE_STREAM}"'.encode()
 _POLL_S = 0.2  # how often the reader thread looks at the stop flag while Redis is quiet
 
 Event = dict[str, Any]
@@ -202,6 +203,10 @@ class Spy:
                 self.skipped += 1
 
     def _handle(self, raw: bytes) -> None:
+        # The kit's own trace batches are the longest lines by far and never shown: they
+        # are dropped before the parse. The header ("+<ts> [<db> <addr>] ") is < 80 bytes.
+        if raw.find(_OWN_STREAM, 0, 80 + len(_OWN_STREAM)) >= 0:
+            return
         # MONITOR escapes every non-printable byte, so the line is ASCII: latin-1 never fails.
         text = raw.decode("latin-1")
         line = parse_monitor_line(text[1:]) if text.startswith("+") else None

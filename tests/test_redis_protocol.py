@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -216,6 +217,41 @@ def test_parse_keeps_empty_arguments() -> None:
     assert m is not None and m.args == ("SET", "", "x")
 
 
+def _sdscatrepr(data: bytes) -> str:
+    """Redis's own quoting of one argument in a MONITOR line (sds.c sdscatrepr)."""
+    named = {
+        0x5C: "\\\\",
+        0x22: '\\"',
+        0x0A: "\\n",
+        0x0D: "\\r",
+        0x09: "\\t",
+        0x07: "\\a",
+        0x08: "\\b",
+    }
+    out = [named.get(b) or (chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}") for b in data]
+    return '"' + "".join(out) + '"'
+
+
+def test_parse_round_trips_any_bytes_quoted_as_redis_quotes_them() -> None:
+    # Arguments full of the characters that matter: quotes, backslashes, spaces (so `" "`
+    # and `\\" "` occur inside arguments), escapes' letters, control and high bytes.
+    rng = random.Random(20261124)
+    alphabet = b'" \\xnrtab0{}:,' + bytes([0, 7, 8, 9, 10, 13, 0x7F, 0xC3, 0xA9, 0xFF])
+    for _ in range(2000):
+        args = [
+            bytes(rng.choices(alphabet, k=rng.randint(0, 12))) for _ in range(rng.randint(1, 5))
+        ]
+        line = "1.5 [0 127.0.0.1:6000] " + " ".join(_sdscatrepr(a) for a in args)
+        parsed = parse_monitor_line(line)
+        assert parsed is not None, line
+        for got, sent in zip(parsed.args, args, strict=True):
+            try:
+                want = sent.decode("utf-8")
+            except UnicodeError:
+                want = sent.decode("latin-1")
+            assert got == want, line
+
+
 @pytest.mark.parametrize(
     "line",
     [
@@ -225,6 +261,8 @@ def test_parse_keeps_empty_arguments() -> None:
         "1.0 [0 127.0.0.1:1] PING",
         '1.0 [0 127.0.0.1:1] "unterminated',
         '1.0 [0 127.0.0.1:1] "a""b"',
+        r'1.0 [0 127.0.0.1:1] "a\\"b"',
+        r'1.0 [0 127.0.0.1:1] "GET" "cut\"',
         'x.y [0 127.0.0.1:1] "PING"',
     ],
 )

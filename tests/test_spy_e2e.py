@@ -117,3 +117,15 @@ def test_json_trace_holds_hops_and_commands_ordered_by_time(
     assert stamps == sorted(stamps)
     mine = {line["event"] for line in lines if line.get("task_id") == capture.task_id}
     assert {"task.received", "result.stored", "redis.command"} <= mine
+
+
+def test_the_kits_own_trace_batches_reach_the_stream_but_not_the_spy(
+    capture: Capture, stack: Stack
+) -> None:
+    import redis
+
+    hops = [e for e in capture.events if e["event"] == "result.stored"]
+    with redis.Redis.from_url(stack.broker_url) as client:
+        batches = client.xlen("xray:trace")
+    assert hops and batches > 0, "the hops came through XADD xray:trace"
+    assert not [e for e in capture.events if _is(e, "XADD")], "the spy shows no XADD of its own"
