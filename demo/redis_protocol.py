@@ -7,10 +7,11 @@ gets back parsed commands, task ids and short human phrases.
 from __future__ import annotations
 
 import codecs
+import functools
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # kombu names priority sub-queues queue + SEP + n (kombu/transport/redis.py `_q_for_pri`)
 # and joins binding members with the same separator.
@@ -149,7 +150,7 @@ def _brpop(args: Sequence[str]) -> str:
 
 @dataclass(frozen=True)
 class _Rule:
-    """commands: space-separated names; key: regex the key must fully match.
+    """commands: space-separated names ("*": any); key: regex the key must fully match.
 
     phrase is a str.format template (fields: the regex groups, key, q = queue
     of key, a = args) or a function of the args.
@@ -158,6 +159,13 @@ class _Rule:
     commands: str
     key: str
     phrase: str | Callable[[Sequence[str]], str]
+    pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pattern", re.compile(self.key, re.DOTALL))
+
+    def covers(self, command: str) -> bool:
+        return self.commands == "*" or command in self.commands.split()
 
 
 _EV = r"/\d+\.celeryev/"
@@ -223,11 +231,15 @@ def _key_of(args: Sequence[str]) -> str:
     return args[1] if len(args) > 1 else ""
 
 
-def _apply(rule: _Rule, command: str, args: Sequence[str], key: str) -> str | None:
-    """The rule's phrase for this command, or None when the rule does not apply."""
-    if rule.commands != "*" and command not in rule.commands.split():
-        return None
-    m = re.fullmatch(rule.key, key, re.DOTALL)
+@functools.lru_cache(maxsize=512)
+def _rules_for(command: str) -> tuple[_Rule, ...]:
+    """The rules that may speak for this command, in order (the spy asks once per line)."""
+    return tuple(rule for rule in _RULES if rule.covers(command))
+
+
+def _apply(rule: _Rule, args: Sequence[str], key: str) -> str | None:
+    """The rule's phrase for this command's key, or None when the rule does not apply."""
+    m = rule.pattern.fullmatch(key)
     if m is None:
         return None
     if callable(rule.phrase):
@@ -243,8 +255,8 @@ def describe(args: Sequence[str]) -> str:
     if not args:
         return ""
     command, key = args[0].upper(), _key_of(args)
-    for rule in _RULES:
-        phrase = _apply(rule, command, args, key)
+    for rule in _rules_for(command):
+        phrase = _apply(rule, args, key)
         if phrase is not None:
             return phrase
     return f"{command} {_quote(key)}" if key else command
