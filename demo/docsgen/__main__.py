@@ -10,8 +10,6 @@ are then checked against what those runs really checked.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -20,41 +18,27 @@ from pathlib import Path
 
 from demo.docsgen import DOCS, ROOT, Event, page_lang, pages, regenerate, scenario_script
 from demo.docsgen.blocks import BlockError, find_citations, scenarios_of
+from demo.scenes.headless import run_headless
 
-# Without these the scenario starts a private Redis and SMTP sink: a worker someone else
-# runs against the Redis of the environment can never take its tasks.
-_HIDDEN = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "SMTP_HOST", "SMTP_PORT")
 TIMEOUT_S = 300
 
 
 def run_scenario(number: str, workdir: Path) -> list[Event]:
     """Run one scenario; its trace events. SystemExit with its output if it fails."""
     script = scenario_script(number)
-    trace = workdir / f"{number}.jsonl"
-    env = {k: v for k, v in os.environ.items() if k not in _HIDDEN}
-    env["XRAY_STATE_DIR"] = str(workdir / f"state-{number}")
     started = time.monotonic()
     print(f"running {script.name} …", flush=True)
     try:
-        done = subprocess.run(
-            [sys.executable, str(script), "--no-pause", "--json-trace", str(trace)],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=ROOT,
-            timeout=TIMEOUT_S,
-        )
+        run = run_headless(script, workdir, TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise SystemExit(f"{script.name} did not finish within {TIMEOUT_S} s") from None
-    if done.returncode != 0 or not trace.exists():
-        tail = f"{done.stdout[-4000:]}\n{done.stderr[-2000:]}"
+    if run.returncode != 0 or not run.events:
         raise SystemExit(
-            f"{tail}\n{script.name} exited {done.returncode}: not one docs block was "
-            "rewritten. Fix the scenario (or what it found), then run again."
+            f"{run.failure_report(4000)}: not one docs block was rewritten. "
+            "Fix the scenario (or what it found), then run again."
         )
     print(f"  {script.name}: exit 0 in {time.monotonic() - started:.1f} s", flush=True)
-    return [json.loads(line) for line in trace.read_text(encoding="utf-8").splitlines()]
+    return [*run.events]
 
 
 def check_citations(runs: dict[str, list[Event]]) -> list[str]:
