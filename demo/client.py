@@ -36,6 +36,15 @@ def _app_for(broker_url: str) -> Celery:
         accept_content=["json"],
         broker_connection_timeout=2.0,
         broker_connection_retry_on_startup=False,
+        # A kombu consumer sweeps unacked_index on its first empty poll (QoS.restore_visible)
+        # under the unacked_mutex lock. The kit's readiness ping would take that lock just as
+        # a starting worker wants it, and the worker would skip its own sweep. So the kit's
+        # control traffic sweeps and locks keys of its own, never the learner's messages.
+        broker_transport_options={
+            "unacked_key": "xray-control.unacked",
+            "unacked_index_key": "xray-control.unacked_index",
+            "unacked_mutex_key": "xray-control.unacked_mutex",
+        },
     )
     return app
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -14,6 +15,10 @@ from envoi_mails.instance import app, settings
 
 DEFAULT_SUBJECT = "Bonjour depuis Celery"
 DEFAULT_BODY = "Ce mail a été envoyé par une tâche Celery."
+
+# A module global: each process that runs whoami counts in its own copy. Prefork children
+# get one each at fork (copy-on-write), so two children never see each other's count.
+_WHOAMI_RUNS = itertools.count(1)
 
 
 @app.task(bind=True, name="envoi_mails.envoi_mail", max_retries=settings.mail_max_retries)
@@ -81,13 +86,15 @@ def tsum(numbers: list[float]) -> float:
 
 @app.task(name="envoi_mails.whoami")
 def whoami() -> dict[str, int | str]:
-    """Where this task ran: pid, parent pid, and thread (the threads pool shares one pid)."""
+    """Where this task ran: pid, parent pid, thread (the threads pool shares one pid), and
+    `nth_here`: how many whoami calls this process has run, this one included."""
     thread = threading.current_thread()
     return {
         "pid": os.getpid(),
         "ppid": os.getppid(),
         "thread": thread.name,
         "thread_id": threading.get_ident(),
+        "nth_here": next(_WHOAMI_RUNS),
     }
 
 

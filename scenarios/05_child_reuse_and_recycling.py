@@ -36,7 +36,8 @@ def story(s: Scenario) -> None:
     with s.step(
         f"2. {RUNS} tasks, the same two processes",
         f"{RUNS} × `whoami.delay()`. A prefork child runs one task after another in a loop "
-        "(billiard's `Worker.workloop`): nothing is forked for a task.",
+        "(billiard's `Worker.workloop`): nothing is forked for a task. `whoami` also counts "
+        "its calls in a module global, and each child has its own copy of it.",
     ):
         since = time.time()
         results = [whoami.delay() for _ in range(RUNS)]
@@ -59,6 +60,15 @@ def story(s: Scenario) -> None:
             "no child.init during the run: no process was forked", not forked, f"{len(forked)}"
         )
         s.expect("the OS children are the same two", worker.children() == boot)
+        nth: dict[int, list[int]] = {}
+        for answer in said.values():
+            nth.setdefault(int(answer["pid"]), []).append(int(answer["nth_here"]))
+        s.expect(
+            "each child counts its tasks in its own copy of a module global: 1, 2, … in each, "
+            "never the other's numbers (no memory is shared)",
+            all(sorted(n) == list(range(1, len(n) + 1)) for n in nth.values()),
+            f"{ {pid: sorted(n) for pid, n in nth.items()} }",
+        )
 
     with s.step(
         f"3. A worker that retires children after {MAX_TASKS} tasks",
