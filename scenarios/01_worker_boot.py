@@ -7,6 +7,7 @@ world it is alive every two seconds.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -166,6 +167,24 @@ def story(s: Scenario) -> None:
             len(online) == 1 and [e["ts"] for e in order] == sorted(e["ts"] for e in order),
         )
         s.show(s.flower(f"worker/{worker.nodename}"))
+
+    with s.step(
+        "7. Without -c: one child per CPU",
+        "With neither `-c` nor `worker_concurrency`, Celery sizes the pool with "
+        "`billiard.cpu_count()`, which is `os.cpu_count()`: every CPU the OS reports, whatever "
+        "a container's CPU quota. A second worker, started with no `-c`, shows it.",
+    ):
+        cpus = os.cpu_count()
+        default = s.start_worker("no-c")
+        chosen = proc.wait_hop(tl, "worker.init", default.pid)
+        forked = default.children()
+        s.show(ev.process_table(default.pid))
+        s.expect(
+            "Celery chose os.cpu_count() as its concurrency (worker_init says so)",
+            chosen.get("concurrency") == cpus,
+            f"concurrency={chosen.get('concurrency')}, os.cpu_count()={cpus}",
+        )
+        s.expect("the OS shows that many children", len(forked) == cpus, f"{forked}")
 
 
 if __name__ == "__main__":
