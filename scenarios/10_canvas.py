@@ -14,7 +14,7 @@ import time
 import redis
 
 from demo.inspectors_view import render_keys
-from demo.scenes import canvas_time as ct
+from demo.scenes import canvas as cv
 from demo.scenes import evidence as ev
 from demo.scenes import processes as proc
 from demo.scenes import results as res
@@ -40,9 +40,9 @@ def story(s: Scenario) -> None:
         t0, result = time.time(), chain(add.s(1, 2), add.s(10), add.s(100)).apply_async()
         value, ids = result.get(timeout=30), [result.parent.parent.id, result.parent.id, result.id]
         tl.settle()  # the spy has shown every command sent so far
-        ran, msgs = proc.wait_ran(tl, ids), ct.published(tl.events(), ids)
+        ran, msgs = proc.wait_ran(tl, ids), cv.published(tl.events(), ids)
         labels = dict(zip(ids, ["add(1, 2)", "add(·, 10)", "add(·, 100)"], strict=True))
-        s.show(ct.published_table(msgs, labels, t0, "the three messages, as pushed"))
+        s.show(cv.published_table(msgs, labels, t0, "the three messages, as pushed"))
         senders = [m.pid for m in msgs]
         s.expect(
             "the client pushed link 1; the pool child that ran link n pushed link n+1",
@@ -50,10 +50,10 @@ def story(s: Scenario) -> None:
             and set(senders[1:]) <= set(worker.children()),
             f"pushed by {senders}, ran by {[ran[i] for i in ids]}",
         )
-        parents = ct.headers(msgs, "parent_id")
+        parents = cv.headers(msgs, "parent_id")
         s.expect(
             "root_id is link 1 on all three; parent_id is the link before",
-            ct.headers(msgs, "root_id") == [ids[0]] * 3 and parents == [None, *ids[:2]],
+            cv.headers(msgs, "root_id") == [ids[0]] * 3 and parents == [None, *ids[:2]],
         )
         args = [m.envelope.args for m in msgs]
         s.expect(
@@ -64,7 +64,7 @@ def story(s: Scenario) -> None:
         rest = [link["options"]["task_id"] for link in msgs[0].envelope.embed["chain"]]
         s.expect("the client chose every id: body 1 lists the rest, last first", rest == ids[:0:-1])
         events = tl.events()
-        pushed_first = all(msgs[n + 1].ts < ct.stored_at(events, ids[n]) for n in (0, 1))
+        pushed_first = all(msgs[n + 1].ts < cv.stored_at(events, ids[n]) for n in (0, 1))
         stored = res.read_result(r, ids[0]).meta or {}
         s.expect(
             "link n+1 is pushed BEFORE link n's result is stored, which names it in `children`",
@@ -80,25 +80,25 @@ def story(s: Scenario) -> None:
         t0, g = time.time(), group(add.s(n, n) for n in (1, 2, 3)).apply_async()
         values, members = g.get(timeout=30), [x.id for x in g.results]
         tl.settle()
-        msgs = ct.published(tl.events(), members)
-        touched = ev.select(tl.events(), key=ct.group_key(g.id))
-        s.show(ct.published_table(msgs, {}, t0, f"group {g.id[:8]}: one message per task"))
-        tags = list(zip(ct.headers(msgs, "group"), ct.headers(msgs, "group_index"), strict=True))
+        msgs = cv.published(tl.events(), members)
+        touched = ev.select(tl.events(), key=cv.group_key(g.id))
+        s.show(cv.published_table(msgs, {}, t0, f"group {g.id[:8]}: one message per task"))
+        tags = list(zip(cv.headers(msgs, "group"), cv.headers(msgs, "group_index"), strict=True))
         s.expect(
             "three LPUSH, all from the client, same `group`, group_index 0, 1, 2",
             [m.pid for m in msgs] == [me] * 3 and tags == [(g.id, n) for n in range(3)],
         )
-        s.expect("each member is its own root_id", ct.headers(msgs, "root_id") == members)
+        s.expect("each member is its own root_id", cv.headers(msgs, "root_id") == members)
         s.expect(
             "no celery-taskset-meta-<gid> key exists, no command touched one",
-            not ct.group_keys(r, g.id) and not touched and values == [2, 4, 6],
+            not cv.group_keys(r, g.id) and not touched and values == [2, 4, 6],
         )
         g.save()
-        saved = ct.wait_command(tl, "SETEX", ct.group_key(g.id))[0]
+        saved = cv.wait_command(tl, "SETEX", cv.group_key(g.id))[0]
         s.show(ev.commands_table([saved], "g.save()"))
         s.expect(
             "save(): the client itself writes celery-taskset-meta-<gid>, for 86400 s",
-            saved["pid"] == me and ct.args_of(saved)[2] == "86400",
+            saved["pid"] == me and ev.args_of(saved)[2] == "86400",
         )
 
     with s.step(
@@ -111,25 +111,25 @@ def story(s: Scenario) -> None:
         header = [add.s(1, 1), add.s(2, 2), add.s(3, 3).set(countdown=WAIT)]
         t0, result = time.time(), chord(header, tsum.s()).apply_async()
         gid, members = result.parent.id, [x.id for x in result.parent.results]
-        counted = ct.wait_command(tl, "ZADD", ct.group_key(gid, ".j"), count=2)
-        skey = ct.group_key(gid, ".s")
-        mid, size, events = ct.group_keys(r, gid), r.get(skey), tl.events()
+        counted = cv.wait_command(tl, "ZADD", cv.group_key(gid, ".j"), count=2)
+        skey = cv.group_key(gid, ".s")
+        mid, size, events = cv.group_keys(r, gid), r.get(skey), tl.events()
         early = ev.first(events, event="task.prerun", task_id=members[2])
         ran = proc.wait_ran(tl, members[:2])
-        msgs, sized = ct.published(events, members), ct.first_command(events, "SET", skey)
+        msgs, sized = cv.published(events, members), cv.first_command(events, "SET", skey)
         took = f"+{time.time() - t0:.1f} s"
         s.show(
-            ct.published_table(msgs, {}, t0, "the header, as pushed"),
+            cv.published_table(msgs, {}, t0, "the header, as pushed"),
             render_keys(f"the chord's keys with 2 of 3 parts done ({took})", [*mid.values()]),
         )
-        unlock = [p for p in ct.published(events) if p.envelope.task == "celery.chord_unlock"]
+        unlock = [p for p in cv.published(events) if p.envelope.task == "celery.chord_unlock"]
         s.expect(
             "each header message carries the callback, its id fixed; no chord_unlock task is sent",
-            ct.callbacks(msgs) == {result.id} and not unlock,
+            cv.callbacks(msgs) == {result.id} and not unlock,
         )
         s.expect(
             "the client sets the size (SET .s 3 EX 86400) just before the LAST header push",
-            ct.sent(sized, me, "3", "EX", "86400")
+            cv.sent(sized, me, "3", "EX", "86400")
             and max(m.ts for m in msgs[:2]) < (sized or {})["ts"] < msgs[2].ts,
         )
         s.expect(
@@ -156,14 +156,14 @@ def story(s: Scenario) -> None:
     ):
         value = result.get(timeout=30)
         tl.settle()
-        ran, body = proc.wait_ran(tl, [*members, result.id]), ct.wait_published(tl, result.id)
-        claim = ct.first_command(tl.events(), "SET", ct.group_key(gid, ".c"))
-        after, trail = ct.group_keys(r, gid), [*ct.chord_trail(tl.events(), gid), body.event]
+        ran, body = proc.wait_ran(tl, [*members, result.id]), cv.wait_published(tl, result.id)
+        claim = cv.first_command(tl.events(), "SET", cv.group_key(gid, ".c"))
+        after, trail = cv.group_keys(r, gid), [*cv.chord_trail(tl.events(), gid), body.event]
         s.show(
-            ct.chord_table(trail, gid, t0, f"the chord's keys (<gid> = {ct.group_key(gid)})"),
+            cv.chord_table(trail, gid, t0, f"the chord's keys (<gid> = {cv.group_key(gid)})"),
             render_keys("the chord's keys after the callback", [*after.values()]),
         )
-        last, stored_ts = ran[members[2]], ct.stored_at(tl.events(), members[2])
+        last, stored_ts = ran[members[2]], cv.stored_at(tl.events(), members[2])
         s.expect(
             "tsum was pushed by the pool child that ran the LAST header task",
             body.pid == last and body.event["ppid"] == worker.pid,
@@ -179,7 +179,7 @@ def story(s: Scenario) -> None:
             and value == 12
             and body.header("parent_id") == members[2],
         )
-        done = r.get(ct.group_key(gid, ".c")) == "done"
+        done = r.get(cv.group_key(gid, ".c")) == "done"
         s.expect(
             "afterwards only .c = 'done' remains, for at most 300 s",
             set(after) == {".c"} and done and 0 < (after[".c"].ttl_s or 0) <= 300,

@@ -15,10 +15,11 @@ import redis
 
 from demo import inspectors as ins
 from demo.inspectors_view import clock, render_unacked
-from demo.scenes import canvas_time as ct
+from demo.scenes import canvas as cv
 from demo.scenes import evidence as ev
 from demo.scenes import processes as proc
 from demo.scenes import results as res
+from demo.scenes import timing as tm
 from demo.scenes.frame import Scenario, run
 
 COUNTDOWN, LIMIT = 4, 1  # seconds
@@ -38,14 +39,14 @@ def story(s: Scenario) -> None:
     ):
         worker = s.start_worker(extra=["-c", "1"])
         t0, task = time.time(), add.apply_async((1, 2), countdown=COUNTDOWN)
-        push = ct.wait_published(tl, task.id)
+        push = cv.wait_published(tl, task.id)
         got = tl.wait_for(res.is_hop("task.received", task.id), 10, "task.received")
         held, listed = ins.unacked(r), r.llen("celery")
-        sched, looked = ct.scheduled(s.stack.env, worker.nodename), time.time()
-        s.show(render_unacked(held), ct.scheduled_line(sched))
-        value, eta = ct.outcome(task), ct.epoch(push.header("eta"))
+        sched, looked = tm.scheduled(s.stack.env, worker.nodename), time.time()
+        s.show(render_unacked(held), tm.scheduled_line(sched))
+        value, eta = tm.outcome(task), tm.epoch(push.header("eta"))
         proc.wait_ran(tl, [task.id])
-        t = ct.trail(tl.events(), task.id)
+        t = tm.trail(tl.events(), task.id)
         s.show(res.rows_table(res.task_rows(tl.events(), [task.id]), t0, {task.id: "add(1, 2)"}))
         s.expect(
             f"the `eta` header says: publish time + {COUNTDOWN} s",
@@ -60,15 +61,15 @@ def story(s: Scenario) -> None:
         mine = [e for e in held.entries if e.message.task_id == task.id]
         s.expect(
             "while it waits: reserved in `unacked`, not in the list, not started",
-            bool(mine) and listed == 0 and looked < min(eta, ct.at(t.started)),
+            bool(mine) and listed == 0 and looked < min(eta, ev.at(t.started)),
         )
         s.expect(
             "`inspect scheduled` lists it with that ETA", abs(sched.get(task.id, 0) - eta) < 0.01
         )
         s.expect(
             "a child started it at its ETA; the MainProcess acked it (HDEL) only then",
-            min(ct.at(t.started), ct.at(t.acked)) >= eta - 0.05
-            and ct.pid_of(t.acked) == worker.pid
+            min(ev.at(t.started), ev.at(t.acked)) >= eta - 0.05
+            and ev.pid_of(t.acked) == worker.pid
             and value == "3",
         )
 
@@ -90,26 +91,26 @@ def story(s: Scenario) -> None:
         with app.connection_for_write() as conn:
             app.control.ping(timeout=0.5, connection=conn)
             tl.settle()
-        scans = ct.restore_scans(tl.events())
-        s.show(ct.scans_table(scans, t0, "the sweeps of unacked_index seen so far"))
+        scans = tm.restore_scans(tl.events())
+        s.show(tm.scans_table(scans, t0, "the sweeps of unacked_index seen so far"))
         s.expect(
             "every sweep asks for what was reserved over 3600 s before it",
             bool(scans) and all(abs(x.lag - 3600) < 5 for x in scans),
             f"{[round(x.lag, 1) for x in scans]}",
         )
-        sweepers = {ct.pid_of(x.event) for x in scans}
+        sweepers = {ev.pid_of(x.event) for x in scans}
         # The worker's sweep at start and the one of start_worker's ping can meet: the
         # loser finds the mutex held and skips. So for the worker, the try is the fact.
         s.expect(
             "the worker tried to sweep as it started (SET unacked_mutex NX); this client "
             "swept, waiting for a ping reply",
-            worker.pid in ct.restore_tries(tl.events()) and me in sweepers,
+            worker.pid in tm.restore_tries(tl.events()) and me in sweepers,
             f"sweeps by {sorted(p for p in sweepers if p is not None)}",
         )
-        score = float(ct.args_of(t.reserved)[2]) if t.reserved else 0.0
+        score = float(ev.args_of(t.reserved)[2]) if t.reserved else 0.0
         s.expect(
             "the clock starts at receipt: the score is when the MainProcess took it, not the ETA",
-            ct.pid_of(t.reserved) == worker.pid and abs(score - got["ts"]) < 1,
+            ev.pid_of(t.reserved) == worker.pid and abs(score - got["ts"]) < 1,
             f"if still unacked, visible again at {clock(mine[0].visible_again_at)}",
         )
 
@@ -124,16 +125,16 @@ def story(s: Scenario) -> None:
         tl.wait_for(res.is_hop("task.received", victim.id), 15, "add(2, 2) received")
         since = time.time()
         app.control.revoke(victim.id)
-        sent = ct.wait_broadcast(tl, since)
-        ct.outcome(long)
-        ct.wait_log(tl, f"Discarding revoked task: envoi_mails.add[{victim.id}]")
+        sent = tm.wait_broadcast(tl, since)
+        tm.outcome(long)
+        tm.wait_log(tl, f"Discarding revoked task: envoi_mails.add[{victim.id}]")
         tl.wait_for(res.is_command("HDEL", victim.id), 10, "the ack of the revoked task")
         # Each process ships its hops every 0.1 s: the child's may land after the ack.
         tl.wait_for(res.is_hop("task.postrun", long.id), 10, "slow(4) ending")
         tl.settle()
         v, busy, state = (
-            ct.trail(tl.events(), victim.id),
-            ct.trail(tl.events(), long.id),
+            tm.trail(tl.events(), victim.id),
+            tm.trail(tl.events(), long.id),
             victim.state,
         )
         s.show(
@@ -142,17 +143,17 @@ def story(s: Scenario) -> None:
         )
         s.expect(
             "the client PUBLISHes `revoke` on /0.celery.pidbox",
-            ct.pid_of(sent) == me and ct.control_command(sent) == ("revoke", victim.id),
+            ev.pid_of(sent) == me and tm.control_command(sent) == ("revoke", victim.id),
         )
         s.expect(
             "the MainProcess stores REVOKED at once, while the task still waits (celery#9869)",
-            v.stored[:1] == [(worker.pid, REVOKED)] and ct.at(v.writes[0]) < ct.at(busy.ended),
+            v.stored[:1] == [(worker.pid, REVOKED)] and ev.at(v.writes[0]) < ev.at(busy.ended),
         )
         s.expect(
             "when its turn comes, the MainProcess discards it and acks it: no child ever ran it",
             v.started is None
-            and ct.pid_of(v.acked) == worker.pid
-            and ct.at(busy.ended) < ct.at(v.acked) < float("inf"),
+            and ev.pid_of(v.acked) == worker.pid
+            and ev.at(busy.ended) < ev.at(v.acked) < float("inf"),
         )
         s.expect(
             "REVOKED is written twice, both times by the MainProcess; the client reads REVOKED",
@@ -166,13 +167,13 @@ def story(s: Scenario) -> None:
         "`SoftTimeLimitExceeded` inside the task: the task could catch it and clean up.",
     ):
         soft = slow.apply_async((5,), soft_time_limit=LIMIT)
-        raised = ct.outcome(soft)
-        warn = ct.wait_limit(tl, "Soft", LIMIT, soft.id, slow.name)
+        raised = tm.outcome(soft)
+        warn = tm.wait_limit(tl, "Soft", LIMIT, soft.id, slow.name)
         tl.wait_for(res.is_hop("task.postrun", soft.id), 10, "the task.postrun hop")
-        t = ct.trail(tl.events(), soft.id)
-        child = ct.pid_of(t.started)
+        t = tm.trail(tl.events(), soft.id)
+        child = ev.pid_of(t.started)
         s.show(ev.logs_table(t.logs), ev.commands_table(t.writes))
-        s.expect("the MainProcess logs the WARNING", ct.pid_of(warn) == worker.pid)
+        s.expect("the MainProcess logs the WARNING", ev.pid_of(warn) == worker.pid)
         s.expect(
             "the child itself stores FAILURE SoftTimeLimitExceeded; the client gets that exception",
             t.stored == [(child, "FAILURE SoftTimeLimitExceeded")]
@@ -180,7 +181,7 @@ def story(s: Scenario) -> None:
         )
         s.expect(
             "slow(5) stopped early, and the child lives on",
-            ct.at(t.ended) - ct.at(t.started) < 4 and child in worker.children(),
+            ev.at(t.ended) - ev.at(t.started) < 4 and child in worker.children(),
             f"pid {child}",
         )
 
@@ -191,15 +192,15 @@ def story(s: Scenario) -> None:
         "a new child in its place.",
     ):
         since, hard = time.time(), slow.apply_async((5,), time_limit=LIMIT)
-        raised = ct.outcome(hard)
-        err = ct.wait_limit(tl, "Hard", LIMIT, hard.id, slow.name)
-        fresh = ct.wait_new_child(tl, worker.pid, since)
+        raised = tm.outcome(hard)
+        err = tm.wait_limit(tl, "Hard", LIMIT, hard.id, slow.name)
+        fresh = tm.wait_new_child(tl, worker.pid, since)
         tl.settle()
-        t, kids = ct.trail(tl.events(), hard.id), worker.children()
-        killed = ct.pid_of(t.started)
-        logs = ct.logs_of(tl.events(), worker.pid, since)
+        t, kids = tm.trail(tl.events(), hard.id), worker.children()
+        killed = ev.pid_of(t.started)
+        logs = tm.logs_of(tl.events(), worker.pid, since)
         s.show(ev.logs_table(logs), ev.commands_table(t.writes), ev.process_table(worker.pid))
-        s.expect("the MainProcess logs the ERROR", ct.pid_of(err) == worker.pid)
+        s.expect("the MainProcess logs the ERROR", ev.pid_of(err) == worker.pid)
         s.expect(
             "FAILURE TimeLimitExceeded is stored by the MainProcess; the client gets the exception",
             set(t.stored) == {(worker.pid, "FAILURE TimeLimitExceeded")}
@@ -207,12 +208,12 @@ def story(s: Scenario) -> None:
         )
         s.expect(
             "… twice in Celery 5.7 (Request.on_failure, then on_timeout), with two task_failure",
-            len(t.writes) == 2 and [ct.pid_of(e) for e in t.failures] == [worker.pid] * 2,
+            len(t.writes) == 2 and [ev.pid_of(e) for e in t.failures] == [worker.pid] * 2,
         )
         s.expect(
             "the child that ran it is gone; a newly forked child took its place",
-            killed not in kids and ct.pid_of(fresh) in kids and ct.pid_of(fresh) != killed,
-            f"{killed} → {ct.pid_of(fresh)}",
+            killed not in kids and ev.pid_of(fresh) in kids and ev.pid_of(fresh) != killed,
+            f"{killed} → {ev.pid_of(fresh)}",
         )
         s.show(s.flower(f"task/{hard.id}"))
 

@@ -119,3 +119,17 @@ def process_table(
                 " ".join(proc.cmdline())[:60],
             )
     return table
+
+
+def args_of(e: Event) -> list[str]:
+    """A spied command's name and arguments as strings ([] for a trace hop)."""
+    return [str(arg) for arg in e.get("command") or ()]
+
+
+def pid_of(event: Event | None) -> int | None:
+    return int(event["pid"]) if event is not None and event.get("pid") is not None else None
+
+
+def at(event: Event | None) -> float:
+    """An event's ts; +inf for an event that never happened, so order checks stay simple."""
+    return float(event["ts"]) if event is not None else float("inf")

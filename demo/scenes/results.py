@@ -23,6 +23,7 @@ from rich.table import Table
 from demo import inspectors
 from demo.envelope import EnvelopeError, decode_result
 from demo.errors import KitError
+from demo.scenes.evidence import args_of
 from demo.timeline import Timeline
 
 RESULT_PREFIX = "celery-task-meta-"  # celery/backends/base.py KeyValueStoreBackend
@@ -32,6 +33,20 @@ Event = Mapping[str, Any]
 
 def result_key(task_id: str) -> str:
     return f"{RESULT_PREFIX}{task_id}"
+
+
+def writes_of(events: Iterable[Event], task_id: str) -> list[Event]:
+    """The SETEX commands that stored (or overwrote) the result of `task_id`."""
+    key = result_key(task_id)
+    return [e for e in events if args_of(e)[:2] == ["SETEX", key]]
+
+
+def status_of(write: Event) -> str:
+    """The status a result SETEX wrote, and the exception type for a failure."""
+    meta = json.loads(args_of(write)[3])
+    result = meta.get("result")
+    kind = result.get("exc_type") if isinstance(result, dict) else None
+    return f"{meta.get('status')} {kind}" if kind else str(meta.get("status"))
 
 
 def _text(value: object) -> str:
