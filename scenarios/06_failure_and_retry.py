@@ -159,7 +159,7 @@ def story(s: Scenario) -> None:
             ok = len(got) == 1 == len(sink.mails())
             s.expect("exactly one mail, Message-ID <task_id@envoi-mails>", ok)
             s.expect("it took at least two tries", value["tries"] >= 2, f"tries: {value['tries']}")
-            queues = {fx.args_of(p.event)[1] for p in sent}
+            queues = {ev.args_of(p.event)[1] for p in sent}
             ok = queues == {DOWN} and len(sent) == value["tries"]
             s.expect("one message per try, every retry on the queue `smtp-down`", ok, str(queues))
             s.show(s.flower(f"task/{mail.id}"))

@@ -125,7 +125,7 @@ def story(s: Scenario) -> None:
         events = tl.for_task(result.id)
         sent = fx.pushes(events, result.id)
         s.show(ev.commands_table(tx), fx.pushes_table(sent, sent[0].event["ts"], "its messages"))
-        names = [fx.args_of(e)[0] for e in tx]
+        names = [ev.args_of(e)[0] for e in tx]
         ok = names == RESTORE and {e["pid"] for e in tx} == {late.pid}
         s.expect("from the MainProcess: WATCH, HGET, MULTI, ZREM, HDEL, LPUSH, EXEC", ok)
         ok = sent[-1].envelope.task_id == result.id and sent[-1].redelivered

@@ -25,6 +25,7 @@ from demo import inspectors
 from demo.envelope import Envelope, EnvelopeError, decode_envelope, decode_result
 from demo.errors import KitError
 from demo.redis_protocol import short
+from demo.scenes.evidence import args_of
 from demo.scenes.results import result_key
 from demo.stack.procs import free_port
 from demo.stack.smtp_sink import SmtpSink
@@ -32,10 +33,6 @@ from demo.timeline import Timeline
 
 Event = Mapping[str, Any]
 PUSHES = ("LPUSH", "RPUSH")
-
-
-def args_of(e: Event) -> list[str]:
-    return [str(a) for a in e.get("command") or ()]
 
 
 def is_command(e: Event, *names: str) -> bool:
