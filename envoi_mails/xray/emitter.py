@@ -68,8 +68,10 @@ class Emitter:
                 self._client().xadd(
                     STREAM, {wire.FIELD: payload}, maxlen=STREAM_MAXLEN, approximate=True
                 )
-            except redis.RedisError:
-                self.dropped += len(batch)  # tracing must never break the app
+            # Tracing must never break the app, and this thread must outlive a bad batch:
+            # Redis gone, or a field orjson refuses (TypeError: a non-str key, a huge int).
+            except (redis.RedisError, TypeError, ValueError):
+                self.dropped += len(batch)
 
     def _client(self) -> redis.Redis:
         if self._redis is None:

@@ -1,0 +1,32 @@
+"""The trace emitter drops a batch it cannot send, counts it, and goes on shipping."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+import redis
+
+from demo.stack.stack import Stack
+from envoi_mails.xray import wire
+from envoi_mails.xray.emitter import STREAM, Emitter
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_batch_json_cannot_encode_is_dropped_and_the_next_one_still_goes(stack: Stack) -> None:
+    emitter = Emitter(stack.broker_url)
+    marker = str(uuid.uuid4())
+    me = {"role": "test", "pid": 1, "ppid": 0, "host": "h"}
+    emitter.emit((me, time.time(), "test.bad", {"by_pid": {4103: "a non-str key"}}))
+    emitter.flush()  # orjson refuses int keys: must not raise out of the flush thread
+    assert emitter.dropped == 1
+
+    emitter.emit((me, time.time(), "test.good", {"marker": marker}))
+    emitter.flush()
+    with redis.Redis.from_url(stack.broker_url) as client:
+        newest = client.xrevrange(STREAM, count=20)
+    events = [e for _, fields in newest for e in wire.decode(fields) or []]
+    assert [e["event"] for e in events if e.get("marker") == marker] == ["test.good"]
+    assert emitter.dropped == 1
