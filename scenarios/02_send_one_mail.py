@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 import redis
 from rich.pretty import Pretty
@@ -125,15 +127,14 @@ def story(s: Scenario) -> None:
         "At INFO the MainProcess logs `received`, the child logs `succeeded in`. "
         "There is no `started` line.",
     ):
-        tl.wait_for(
-            lambda e: (
-                e.get("event") == "log"
-                and e.get("task_id") == result.id
-                and "succeeded" in e.get("message", "")
-            ),
-            10,
-            "the 'succeeded' log line",
-        )
+        # Two processes, each shipping its lines every 0.1 s: wait for both.
+        for word in ("received", "succeeded"):
+
+            def line(e: Mapping[str, Any], word: str = word) -> bool:
+                message = str(e.get("message", ""))
+                return e.get("event") == "log" and e.get("task_id") == result.id and word in message
+
+            tl.wait_for(line, 10, f"the '{word}' log line")
         logs = ev.select(tl.for_task(result.id), event="log")
         s.show(ev.logs_table(logs))
         received = [e for e in logs if e["message"].endswith("received")]

@@ -34,6 +34,10 @@ def story(s: Scenario) -> None:
         worker = s.start_worker(extra=["-c", "2"])
         result = fail.delay(MESSAGE)
         raised = result.get(timeout=30, propagate=False)
+        # Each process ships its hops every 0.1 s: the MainProcess's may land after the
+        # child's postrun, which settle() waits for.
+        for name in ("task.accepted", "task.acked"):
+            tl.wait_for(fx.hop(name, result.id), 10, f"the MainProcess's {name}")
         events = fx.settle(tl, r, result.id, "FAILURE")
         (setex, meta), line = fx.stored(events, result.id)[0], fx.messages(events, "raised")
         s.show(ev.commands_table(events), Pretty(fx.meta_view(meta)), ev.logs_table(line))

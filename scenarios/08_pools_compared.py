@@ -69,6 +69,8 @@ def story(s: Scenario) -> None:
         asked = {k: whoami.apply_async(queue=f"pool-{k}") for k in w}
         said = {k: a.get(timeout=30) for k, a in asked.items()}
         proc.wait_ran(tl, [a.id for a in asked.values()])
+        for a in asked.values():  # prefork: the MainProcess's hop may land after the child's
+            tl.wait_for(res.is_hop("task.accepted", a.id), 10, "the task.accepted hop")
         events = tl.events()
         pre = {k: pools.hop(events, "task.prerun", a.id) or {} for k, a in asked.items()}
         acc = {k: pools.hop(events, "task.accepted", a.id) or {} for k, a in asked.items()}

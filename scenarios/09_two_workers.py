@@ -51,6 +51,8 @@ def story(s: Scenario) -> None:
         values = [x.get(timeout=30) for x in sent]
         ids = [x.id for x in sent]
         ran = proc.wait_ran(tl, ids)
+        for t in ids:  # the MainProcesses' hops may land after their children's
+            tl.wait_for(res.is_hop("task.received", t), 10, "the task.received hop")
         events = tl.events()
         got, ppid = pools.received_by(events, ids), pools.parents(events)
         s.show(pools.share_table(mains, got, ran, ppid, f"who took the {ADDS} messages"))

@@ -46,6 +46,7 @@ def story(s: Scenario) -> None:
         s.show(render_unacked(held), tm.scheduled_line(sched))
         value, eta = tm.outcome(task), tm.epoch(push.header("eta"))
         proc.wait_ran(tl, [task.id])
+        tl.wait_for(res.is_command("HDEL", task.id), 10, "the ack (HDEL)")
         t = tm.trail(tl.events(), task.id)
         s.show(res.rows_table(res.task_rows(tl.events(), [task.id]), t0, {task.id: "add(1, 2)"}))
         s.expect(
@@ -170,6 +171,7 @@ def story(s: Scenario) -> None:
         raised = tm.outcome(soft)
         warn = tm.wait_limit(tl, "Soft", LIMIT, soft.id, slow.name)
         tl.wait_for(res.is_hop("task.postrun", soft.id), 10, "the task.postrun hop")
+        tl.settle()  # the child's SETEX, as the spy saw it
         t = tm.trail(tl.events(), soft.id)
         child = ev.pid_of(t.started)
         s.show(ev.logs_table(t.logs), ev.commands_table(t.writes))

@@ -59,8 +59,8 @@ def story(s: Scenario) -> None:
     ):
         worker = s.start_worker("events", extra=["-c", "2"])
         evs.wait_all([one := add.delay(2, 3)])
-        tl.settle()
-        sent, setex = evs.of_tasks(tl, {one.id}), ev.first(tl.for_task(one.id), command="SETEX")
+        sent = evs.wait_task_events(tl, {one.id})
+        setex = ev.first(tl.for_task(one.id), command="SETEX")
         mine, child = evs.task_events(sent, one.id), setex["pid"] if setex else None
         s.show(evs.batches_table(sent, {one.id: one.id[:8]}, "task.multi PUBLISHes, add(2, 3)"))
         s.expect(
@@ -83,16 +83,8 @@ def story(s: Scenario) -> None:
     ):
         evs.wait_all(ten := [add.delay(i, i) for i in range(10)])
         ids = {x.id: f"#{i}" for i, x in enumerate(ten)}
-        # task-succeeded leaves the MainProcess after the child's READY: the client may
-        # hold its results before the last events are published. Wait for them.
-        deadline = time.monotonic() + 15
-        while True:
-            tl.settle()
-            sent = evs.of_tasks(tl, ids)
-            n = sum(len(evs.task_events(sent, i)) for i in ids)
-            if n >= 30 or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
+        sent = evs.wait_task_events(tl, ids)
+        n = sum(len(evs.task_events(sent, i)) for i in ids)
         most = max(len(b.events) for b in sent)
         s.show(evs.batches_table(sent, ids, "task.multi PUBLISHes for the ten adds"))
         s.expect(

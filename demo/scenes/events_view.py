@@ -119,6 +119,24 @@ def of_tasks(tl: Timeline, task_ids: Collection[str]) -> list[Batch]:
     return carrying(batches(tl.events()), task_ids)
 
 
+def wait_task_events(
+    tl: Timeline, task_ids: Collection[str], each: int = 3, timeout: float = 15.0
+) -> list[Batch]:
+    """The task.multi PUBLISHes of these tasks, once they carry `each` events per task (or
+    at the deadline: the caller's expectation then says what is missing). task-succeeded
+    leaves the MainProcess after the child's READY, so the client may hold a result
+    before the event that reports it is published."""
+    deadline = time.monotonic() + timeout
+    while True:
+        tl.settle()
+        sent = of_tasks(tl, task_ids)
+        if all(len(task_events(sent, t)) >= each for t in task_ids):
+            return sent
+        if time.monotonic() > deadline:
+            return sent
+        time.sleep(0.1)
+
+
 def wait_heartbeats(
     tl: Timeline,
     pid: int,

@@ -145,14 +145,19 @@ def task_rows(events: Sequence[Event], task_ids: Iterable[str]) -> list[TaskRow]
 def wait_rows(
     timeline: Timeline, task_ids: Sequence[str], timeout: float, what: str = "the tasks to end"
 ) -> list[TaskRow]:
-    """Poll the timeline (demo.timeline.Timeline) until every task has its task.postrun hop."""
+    """Poll the timeline until every task has its hops: task.postrun, and task.received
+    and task.prerun too (each process ships its own every 0.1 s: one may land late)."""
     end = time.monotonic() + timeout
+
+    def whole(row: TaskRow) -> bool:
+        return None not in (row.received, row.started, row.ended)
+
     while True:
         rows = task_rows(timeline.events(), task_ids)
-        if all(row.ended is not None for row in rows):
+        if all(whole(row) for row in rows):
             return rows
         if time.monotonic() >= end:
-            missing = sum(row.ended is None for row in rows)
+            missing = sum(not whole(row) for row in rows)
             raise KitError(f"{what}: {missing} of {len(rows)} not ended within {timeout} s")
         time.sleep(POLL_S)
 
