@@ -4,7 +4,6 @@ shared by the scenario tests and the docs tests."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from demo.scenes.headless import ROOT, HeadlessRun, run_headless
 
@@ -12,10 +11,7 @@ SCENARIOS = sorted((ROOT / "scenarios").glob("[0-9][0-9]_*.py"))
 TIMEOUT_S = 150
 
 
-class ScenarioRun(HeadlessRun):
-    @property
-    def expectations(self) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["event"] == "scenario.expectation"]
+ScenarioRun = HeadlessRun
 
 
 def scenario_path(number: str) -> Path:
@@ -28,5 +24,4 @@ def scenario_path(number: str) -> Path:
 def run_scenario(path: Path, workdir: Path) -> ScenarioRun:
     # Without CELERY_BROKER_URL/SMTP_HOST the scenario starts its own Redis and SMTP sink,
     # as on a learner's machine: the test session's worker cannot steal its tasks.
-    run = run_headless(path, workdir, TIMEOUT_S)
-    return ScenarioRun(run.path, run.returncode, run.stdout, run.stderr, run.events)
+    return run_headless(path, workdir, TIMEOUT_S)

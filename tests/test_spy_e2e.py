@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from demo.scenes.results import is_hop
 from demo.spy import Spy
 from demo.stack.stack import Stack
 from demo.stack.worker import Worker
@@ -36,10 +37,6 @@ def _is(event: Event, command: str, key: str | None = None) -> bool:
     return bool(args[0].upper() == command and (key is None or args[1:2] == [key]))
 
 
-def _hop_of(name: str, task_id: str) -> Callable[[Event], bool]:
-    return lambda e: e["event"] == name and e.get("task_id") == task_id
-
-
 def _only(events: list[Event], command: str, key: str) -> Event:
     found = [event for event in events if _is(event, command, key)]
     assert len(found) == 1, f"expected one {command} {key}, got {len(found)}"
@@ -62,7 +59,7 @@ def capture(stack: Stack, worker: Worker) -> Iterator[Capture]:
         # Each process ships its hops every 0.1 s: the MainProcess's task.received may
         # land after the child's result.stored. Wait for both before anyone reads.
         for hop in ("task.received", "result.stored"):
-            timeline.wait_for(_hop_of(hop, result.id), 10, f"the {hop} hop")
+            timeline.wait_for(is_hop(hop, result.id), 10, f"the {hop} hop")
         yield Capture(result.id, timeline.events(), timeline)
 
 

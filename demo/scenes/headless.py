@@ -29,6 +29,11 @@ class HeadlessRun:
     stderr: str
     events: list[dict[str, Any]]  # the trace, [] when none was written
 
+    @property
+    def expectations(self) -> list[dict[str, Any]]:
+        """The scenario's checks, as it wrote them into its trace."""
+        return [e for e in self.events if e["event"] == "scenario.expectation"]
+
     def failure_report(self, stdout_tail: int = 3000, stderr_tail: int = 2000) -> str:
         tail = f"{self.stdout[-stdout_tail:]}\n{self.stderr[-stderr_tail:]}"
         return f"{tail}\n{self.path.name} exited {self.returncode}"

@@ -158,7 +158,7 @@ def wait_rows(
             return rows
         if time.monotonic() >= end:
             missing = sum(not whole(row) for row in rows)
-            raise KitError(f"{what}: {missing} of {len(rows)} not ended within {timeout} s")
+            raise KitError(f"{what}: {missing} of {len(rows)} not complete within {timeout} s")
         time.sleep(POLL_S)
 
 
@@ -347,12 +347,3 @@ def fetch_in_new_process(
         answer = None
     output = answer if isinstance(answer, dict) else None
     return Fetched(proc.pid, proc.returncode, output, err.strip())
-
-
-def by_pid(events: Iterable[Event], event: str, task_ids: Collection[str]) -> dict[int, set[str]]:
-    """{pid: the watched task ids for which that pid emitted `event`}."""
-    found: dict[int, set[str]] = {}
-    for e in events:
-        if e.get("event") == event and e.get("task_id") in task_ids:
-            found.setdefault(int(e["pid"]), set()).add(str(e["task_id"]))
-    return found

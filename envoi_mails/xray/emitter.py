@@ -39,7 +39,6 @@ class Emitter:
         self._lock = threading.Lock()
         self._redis: redis.Redis | None = None
         self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
         # Clients inherited across fork(): kept, never closed here (see _after_fork_in_child).
         self._inherited: list[redis.Redis] = []
         self.dropped = 0
@@ -108,7 +107,6 @@ class Emitter:
         self._wake = threading.Event()
         self._redis = None
         self._thread = None
-        self._pid = os.getpid()
 
 
 _emitter: Emitter | None = None
