@@ -14,8 +14,8 @@ import time
 import redis
 
 from demo import inspectors as ins
-from demo.inspectors_view import escape, render_bindings
-from demo.scenes import evidence as ev
+from demo.render import tables as ev
+from demo.render.inspect import escape, render_bindings
 from demo.scenes import processes as proc
 from demo.scenes.frame import Scenario, run
 
@@ -76,7 +76,7 @@ def story(s: Scenario) -> None:
         asked = time.time()
         reported = sorted(ins.stats_pool_pids(s.stack.env, worker.nodename))
         replied = proc.command_is("LPUSH", suffix=".reply.celery.pidbox", since=asked)
-        reply = tl.wait_for(replied, 10, "the reply to inspect stats")
+        reply = tl.wait_for(replied, timeout=10, what="the reply to inspect stats")
         views = {"the OS (psutil)": kids, "worker_ready": ready["children"], "inspect": reported}
         s.show(proc.pids_table(views, "three views of the pool"), ev.commands_table([reply]))
         s.expect("`inspect stats` names the OS's pool pids", reported == kids, f"{reported}")

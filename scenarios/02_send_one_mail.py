@@ -14,10 +14,11 @@ from typing import Any
 import redis
 from rich.pretty import Pretty
 
-from demo.diagram import build_sequence, to_rich
-from demo.envelope import decode_envelope, decode_result
-from demo.scenes import evidence as ev
+from demo.protocol.envelope import decode_envelope, decode_result
+from demo.render import tables as ev
+from demo.render.sequence_text import to_rich
 from demo.scenes.frame import Scenario, run
+from demo.trace.sequence import build_sequence
 
 ADDRESS = "destinataire@example.com"
 
@@ -34,8 +35,8 @@ def story(s: Scenario) -> None:
         result = envoi_mail.apply_async(args=[ADDRESS])
         push = tl.wait_for(
             lambda e: e.get("command", [""])[0] == "LPUSH" and e.get("task_id") == result.id,
-            10,
-            "the LPUSH of the task",
+            timeout=10,
+            what="the LPUSH of the task",
         )
         sub = ev.first(tl.events(), command="SUBSCRIBE", task_id=result.id)
         s.show(ev.commands_table(tl.for_task(result.id)))
@@ -81,8 +82,8 @@ def story(s: Scenario) -> None:
         worker = s.start_worker(extra=["-c", "2"])
         stored = tl.wait_for(
             lambda e: e.get("command", [""])[0] == "SETEX" and e.get("task_id") == result.id,
-            30,
-            "the result's SETEX",
+            timeout=30,
+            what="the result's SETEX",
         )
         events = tl.for_task(result.id)
         s.show(ev.commands_table(events), ev.process_table(worker.pid))
@@ -134,7 +135,7 @@ def story(s: Scenario) -> None:
                 message = str(e.get("message", ""))
                 return e.get("event") == "log" and e.get("task_id") == result.id and word in message
 
-            tl.wait_for(line, 10, f"the '{word}' log line")
+            tl.wait_for(line, timeout=10, what=f"the '{word}' log line")
         logs = ev.select(tl.for_task(result.id), event="log")
         s.show(ev.logs_table(logs))
         received = [e for e in logs if e["message"].endswith("received")]
@@ -173,13 +174,13 @@ def story(s: Scenario) -> None:
         five = sum_.get(timeout=30)
         stored5 = tl.wait_for(
             lambda e: e.get("command", [""])[0] == "SETEX" and e.get("task_id") == sum_.id,
-            30,
-            "the SETEX of add's result",
+            timeout=30,
+            what="the SETEX of add's result",
         )
         accepted = tl.wait_for(
             lambda e: e.get("event") == "task.accepted" and e.get("task_id") == sum_.id,
-            10,
-            "the MainProcess hearing the child's ACK",
+            timeout=10,
+            what="the MainProcess hearing the child's ACK",
         )
         tl.settle()
         on_key = [

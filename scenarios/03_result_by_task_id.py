@@ -14,7 +14,7 @@ import uuid
 import redis
 from rich.pretty import Pretty
 
-from demo.scenes import evidence as ev
+from demo.render import tables as ev
 from demo.scenes import results as res
 from demo.scenes.frame import Scenario, run
 
@@ -32,9 +32,11 @@ def story(s: Scenario) -> None:
         worker = s.start_worker(extra=["-c", "2"])
         result = slow.delay(0.5)
         value, key = result.get(timeout=10), res.result_key(result.id)
-        woke = tl.wait_for(res.is_hop("result.message", result.id), 5, "result.message")
+        woke = tl.wait_for(
+            res.is_hop("result.message", result.id), timeout=5, what="result.message"
+        )
         sub, push, setex, publish = (
-            tl.wait_for(res.is_command(c, result.id), 5, c)
+            tl.wait_for(res.is_command(c, result.id), timeout=5, what=c)
             for c in ("SUBSCRIBE", "LPUSH", "SETEX", "PUBLISH")
         )
         tl.settle()
@@ -95,7 +97,7 @@ def story(s: Scenario) -> None:
         brief = s.start_worker("brief", ["-c", "1", "-Q", "brief"], {"CELERY_RESULT_EXPIRES": "3"})
         short = add.apply_async((20, 22), queue="brief")
         short.get(timeout=10)
-        setex = tl.wait_for(res.is_command("SETEX", short.id), 5, "the SETEX")
+        setex = tl.wait_for(res.is_command("SETEX", short.id), timeout=5, what="the SETEX")
         stored = res.read_result(r, short.id)
         gone = res.wait_until_gone(r, stored.key, timeout=10) - setex["ts"]
         later = res.fetch_in_new_process(s.stack.env, short.id, timeout=1)
@@ -117,7 +119,7 @@ def story(s: Scenario) -> None:
         "subscribe: `get()` returns None at once.",
     ):
         ignored = add.apply_async((2, 2), ignore_result=True)
-        tl.wait_for(res.is_hop("task.postrun", ignored.id), 10, "task.postrun")
+        tl.wait_for(res.is_hop("task.postrun", ignored.id), timeout=10, what="task.postrun")
         tl.settle()
         events, key = tl.for_task(ignored.id), res.result_key(ignored.id)
         s.show(ev.hops_table(events), ev.commands_table(events))
@@ -139,12 +141,16 @@ def story(s: Scenario) -> None:
     ):
         inside = get_inside.delay(1, 2)
         error = inside.get(timeout=10, propagate=False)
-        runner = tl.wait_for(res.is_hop("task.prerun", inside.id), 5, "task.prerun")["pid"]
+        runner = tl.wait_for(res.is_hop("task.prerun", inside.id), timeout=5, what="task.prerun")[
+            "pid"
+        ]
         meta = res.read_result(r, inside.id).meta or {}
         exc, trace = meta.get("result") or {}, str(meta.get("traceback")).strip().splitlines()
         inner = (meta.get("children") or [[[""]]])[0][0][0]
-        push = tl.wait_for(res.is_command("LPUSH", inner), 5, "the inner add's LPUSH")
-        done = tl.wait_for(res.is_command("SETEX", inner), 10, "the inner add's result")
+        push = tl.wait_for(res.is_command("LPUSH", inner), timeout=5, what="the inner add's LPUSH")
+        done = tl.wait_for(
+            res.is_command("SETEX", inner), timeout=10, what="the inner add's result"
+        )
         s.show(Pretty({k: v for k, v in meta.items() if k != "traceback"}), "\n".join(trace[-4:]))
         s.show(ev.commands_table(tl.for_task(inner), "the inner add (its id is in 'children')"))
         ok = inside.state == "FAILURE" and exc.get("exc_type") == "RuntimeError"

@@ -31,7 +31,7 @@ def contest(s: Scenario, idle_node: str, queue: str, flags: list[str], expected:
     shorts = [add.apply_async((n, n), queue=queue) for n in range(1, SHORTS + 1)]
     label = {long.id: f"slow({LONG:g})"} | {x.id: f"add #{n}" for n, x in enumerate(shorts, 1)}
     busy = s.start_worker(f"busy-{queue}", ["-c", "1", "-Q", queue, *flags])
-    tl.wait_for(res.is_hop("task.prerun", long.id), 10, "the long task starting")
+    tl.wait_for(res.is_hop("task.prerun", long.id), timeout=10, what="the long task starting")
     res.wait_quiet(tl, r, busy.pid, queue)  # it stopped sending BRPOP: its window is full
     listed, view = r.llen(queue), inspectors.unacked(r)
     reserved = sorted(label[i] for e in view.entries if (i := e.message.task_id) in label)

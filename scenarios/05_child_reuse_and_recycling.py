@@ -10,7 +10,7 @@ import sys
 import time
 from collections import Counter
 
-from demo.scenes import evidence as ev
+from demo.render import tables as ev
 from demo.scenes import processes as proc
 from demo.scenes.frame import Scenario, run
 

@@ -13,7 +13,7 @@ import time
 import redis
 from rich.pretty import Pretty
 
-from demo.scenes import evidence as ev
+from demo.render import tables as ev
 from demo.scenes import failures as fx
 from demo.scenes.frame import Scenario, run
 
@@ -37,7 +37,7 @@ def story(s: Scenario) -> None:
         # Each process ships its hops every 0.1 s: the MainProcess's may land after the
         # child's postrun, which settle() waits for.
         for name in ("task.accepted", "task.acked"):
-            tl.wait_for(fx.hop(name, result.id), 10, f"the MainProcess's {name}")
+            tl.wait_for(fx.hop(name, result.id), timeout=10, what=f"the MainProcess's {name}")
         events = fx.settle(tl, r, result.id, "FAILURE")
         (setex, meta), line = fx.stored(events, result.id)[0], fx.messages(events, "raised")
         s.show(ev.commands_table(events), Pretty(fx.meta_view(meta)), ev.logs_table(line))
@@ -78,8 +78,12 @@ def story(s: Scenario) -> None:
         "holds it, reserved in `unacked`, until the eta. Looked at while it waits:",
     ):
         t0, result = time.time(), flaky.delay(2, countdown=1)
-        push = tl.wait_for(fx.command("LPUSH", result.id, role="pool-child"), 15, "a retry")
-        tl.wait_for(fx.command("HSET", result.id, push["ts"], "unacked"), 10, "its reservation")
+        push = tl.wait_for(
+            fx.command("LPUSH", result.id, role="pool-child"), timeout=15, what="a retry"
+        )
+        tl.wait_for(
+            fx.command("HSET", result.id, push["ts"], "unacked"), timeout=10, what="its reservation"
+        )
         waiting = fx.whereabouts(r, "celery", result.id)
         value, events = result.get(timeout=30), fx.settle(tl, r, result.id, "SUCCESS")
         waits = fx.retry_waits(events, result.id)
@@ -142,7 +146,7 @@ def story(s: Scenario) -> None:
             env |= {"MAIL_RETRY_BACKOFF": "0.5", "MAIL_MAX_RETRIES": "6"}
             down = s.start_worker("smtpdown", ["-c", "1", "-Q", DOWN], env)
             mail = envoi_mail.apply_async(args=[ADDRESS], queue=DOWN)
-            retry = tl.wait_for(fx.stores(mail.id, "RETRY"), 30, "the RETRY state")
+            retry = tl.wait_for(fx.stores(mail.id, "RETRY"), timeout=30, what="the RETRY state")
             first = fx.stored([retry], mail.id)[0].meta
             s.show(Pretty(fx.meta_view(first, 1)))
             ok = retry["ppid"] == down.pid and first["result"]["exc_type"] == "SmtpUnavailable"

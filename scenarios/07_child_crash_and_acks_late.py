@@ -13,10 +13,11 @@ import sys
 import redis
 from rich.pretty import Pretty
 
-from demo.diagram import build_sequence, to_rich
-from demo.scenes import evidence as ev
+from demo.render import tables as ev
+from demo.render.sequence_text import to_rich
 from demo.scenes import failures as fx
 from demo.scenes.frame import Scenario, run
+from demo.trace.sequence import build_sequence
 
 LATE, LATE_S = "late", 4.0  # slow_late's queue, and how long it sleeps
 RESTORE = ["WATCH", "HGET", "MULTI", "ZREM", "HDEL", "LPUSH", "EXEC"]
@@ -49,7 +50,11 @@ def story(s: Scenario) -> None:
     ):
         killed = fx.kill_child(worker.pid, victim)
         raised = result.get(timeout=30, propagate=False)
-        tl.wait_for(fx.logged("Task handler raised", killed), 10, "the MainProcess's ERROR line")
+        tl.wait_for(
+            fx.logged("Task handler raised", killed),
+            timeout=10,
+            what="the MainProcess's ERROR line",
+        )
         events = [e for e in fx.by_connection(fx.settled(tl, r, result.id)) if e["ts"] > killed]
         (setex, meta) = fx.stored(events, result.id)[0]
         exited = fx.log_lines(worker.log, f"pid:{victim} exited")
@@ -74,7 +79,9 @@ def story(s: Scenario) -> None:
         "billiard keeps the pool at `-c 2`: a new child is forked, runs `worker_process_init` "
         "(the kit's `child.init` hop), and waits for work.",
     ):
-        born = tl.wait_for(fx.hop("child.init", since=killed), 15, "the new child's child.init")
+        born = tl.wait_for(
+            fx.hop("child.init", since=killed), timeout=15, what="the new child's child.init"
+        )
         kids = worker.children()
         s.show(ev.hops_table([born]), ev.process_table(worker.pid))
         ok = born["ppid"] == worker.pid and born["pid"] not in (victim, worker.pid)
@@ -118,8 +125,12 @@ def story(s: Scenario) -> None:
         "of the queue, behind any already waiting. No FAILURE is stored.",
     ):
         killed = fx.kill_child(late.pid, victim)
-        back = tl.wait_for(fx.command("LPUSH|RPUSH", since=killed, key=LATE), 30, "the requeue")
-        tl.wait_for(fx.hop("task.event", result.id, type="task-rejected"), 10, "task-rejected")
+        back = tl.wait_for(
+            fx.command("LPUSH|RPUSH", since=killed, key=LATE), timeout=30, what="the requeue"
+        )
+        tl.wait_for(
+            fx.hop("task.event", result.id, type="task-rejected"), timeout=10, what="task-rejected"
+        )
         fx.settled(tl, r, result.id)  # the spy has shown the whole transaction
         tx = fx.transaction(fx.by_connection(tl.events()), back)
         events = tl.for_task(result.id)
@@ -140,7 +151,7 @@ def story(s: Scenario) -> None:
         "stores SUCCESS; only then does the MainProcess ack (ZREM + HDEL).",
     ):
         value = result.get(timeout=LATE_S + 30)
-        tl.wait_for(fx.hop("task.acked", result.id), 10, "the late ack's hop")
+        tl.wait_for(fx.hop("task.acked", result.id), timeout=10, what="the late ack's hop")
         events = fx.by_connection(fx.settle(tl, r, result.id, "SUCCESS"))
         runs, got = fx.pids_of(events, "task.prerun"), fx.pids_of(events, "task.received")
         states, acks = fx.stored(events, result.id), ev.select(events, command="HDEL")

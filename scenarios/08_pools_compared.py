@@ -13,7 +13,7 @@ import time
 
 import redis
 
-from demo.scenes import evidence as ev
+from demo.render import tables as ev
 from demo.scenes import pools
 from demo.scenes import processes as proc
 from demo.scenes import results as res
@@ -70,7 +70,7 @@ def story(s: Scenario) -> None:
         said = {k: a.get(timeout=30) for k, a in asked.items()}
         proc.wait_ran(tl, [a.id for a in asked.values()])
         for a in asked.values():  # prefork: the MainProcess's hop may land after the child's
-            tl.wait_for(res.is_hop("task.accepted", a.id), 10, "the task.accepted hop")
+            tl.wait_for(res.is_hop("task.accepted", a.id), timeout=10, what="the task.accepted hop")
         events = tl.events()
         pre = {k: pools.hop(events, "task.prerun", a.id) or {} for k, a in asked.items()}
         acc = {k: pools.hop(events, "task.accepted", a.id) or {} for k, a in asked.items()}
@@ -133,7 +133,11 @@ def story(s: Scenario) -> None:
             }
             for k in w
         }
-        tl.wait_for(res.is_hop("task.prerun", sent["solo"]["slow"].id), 15, "solo starting slow")
+        tl.wait_for(
+            res.is_hop("task.prerun", sent["solo"]["slow"].id),
+            timeout=15,
+            what="solo starting slow",
+        )
         waiting = int(r.llen("pool-solo"))
         labels = {t.id: f"{k}: {n}" for k, pair in sent.items() for n, t in pair.items()}
         runs = pools.wait_runs(tl, labels, SLOW + 30)

@@ -14,7 +14,7 @@ import threading
 import redis
 
 from demo.inspectors import pool_processes
-from demo.scenes import evidence as ev
+from demo.render import tables as ev
 from demo.scenes import pools
 from demo.scenes import processes as proc
 from demo.scenes import results as res
@@ -52,7 +52,7 @@ def story(s: Scenario) -> None:
         ids = [x.id for x in sent]
         ran = proc.wait_ran(tl, ids)
         for t in ids:  # the MainProcesses' hops may land after their children's
-            tl.wait_for(res.is_hop("task.received", t), 10, "the task.received hop")
+            tl.wait_for(res.is_hop("task.received", t), timeout=10, what="the task.received hop")
         events = tl.events()
         got, ppid = pools.received_by(events, ids), pools.parents(events)
         s.show(pools.share_table(mains, got, ran, ppid, f"who took the {ADDS} messages"))
@@ -107,7 +107,7 @@ def story(s: Scenario) -> None:
         "`active` lists the task and the pid of the child running it.",
     ):
         job = slow.delay(SLOW)
-        pre = tl.wait_for(res.is_hop("task.prerun", job.id), 15, "slow starting")
+        pre = tl.wait_for(res.is_hop("task.prerun", job.id), timeout=15, what="slow starting")
         busy = next(n for n, wk in w.items() if wk.pid == pre["ppid"])
         other = "b" if busy == "a" else "a"
         active, cast = pools.inspect(tl, r, s.stack.env, "active", len(w))
@@ -133,7 +133,9 @@ def story(s: Scenario) -> None:
         stopping, kids = w[busy], pool_processes(w[busy].pid).child_pids
         stopper = threading.Thread(target=stopping.stop, daemon=True)
         stopper.start()
-        offline = tl.wait_for(pools.offline_of(stopping.pid), 15, f"{busy}@ going offline")
+        offline = tl.wait_for(
+            pools.offline_of(stopping.pid), timeout=15, what=f"{busy}@ going offline"
+        )
         last = res.wait_quiet(tl, r, stopping.pid, "celery")  # its last BRPOP has expired
         late = [add.delay(n, 100) for n in range(LATE_ADDS)]  # for step 6
         outcome, late_values = job.get(timeout=30), [x.get(timeout=30) for x in late]
@@ -164,7 +166,7 @@ def story(s: Scenario) -> None:
         s.expect(
             "its idle child left at once, the busy one only after slow ended",
             all(stop.exits.get(k, 1e18) < pools.ts(stop.postrun) for k in idle)
-            and stop.exits.get(pre["pid"], 0) > pools.ts(stop.postrun),
+            and stop.exits.get(pre["pid"] or 0, 0) > pools.ts(stop.postrun),
         )
         s.expect("it printed `worker: Warm shutdown (MainProcess)`", bool(said))
 

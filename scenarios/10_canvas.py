@@ -13,9 +13,9 @@ import time
 
 import redis
 
-from demo.inspectors_view import render_keys
+from demo.render import tables as ev
+from demo.render.inspect import render_keys
 from demo.scenes import canvas as cv
-from demo.scenes import evidence as ev
 from demo.scenes import processes as proc
 from demo.scenes import results as res
 from demo.scenes.frame import Scenario, run

@@ -14,9 +14,9 @@ import time
 import redis
 
 from demo import inspectors as ins
-from demo.inspectors_view import clock, render_unacked
+from demo.render import tables as ev
+from demo.render.inspect import clock, render_unacked
 from demo.scenes import canvas as cv
-from demo.scenes import evidence as ev
 from demo.scenes import processes as proc
 from demo.scenes import results as res
 from demo.scenes import timing as tm
@@ -40,13 +40,13 @@ def story(s: Scenario) -> None:
         worker = s.start_worker(extra=["-c", "1"])
         t0, task = time.time(), add.apply_async((1, 2), countdown=COUNTDOWN)
         push = cv.wait_published(tl, task.id)
-        got = tl.wait_for(res.is_hop("task.received", task.id), 10, "task.received")
+        got = tl.wait_for(res.is_hop("task.received", task.id), timeout=10, what="task.received")
         held, listed = ins.unacked(r), r.llen("celery")
         sched, looked = tm.scheduled(s.stack.env, worker.nodename), time.time()
         s.show(render_unacked(held), tm.scheduled_line(sched))
         value, eta = tm.outcome(task), tm.epoch(push.header("eta"))
         proc.wait_ran(tl, [task.id])
-        tl.wait_for(res.is_command("HDEL", task.id), 10, "the ack (HDEL)")
+        tl.wait_for(res.is_command("HDEL", task.id), timeout=10, what="the ack (HDEL)")
         t = tm.trail(tl.events(), task.id)
         s.show(res.rows_table(res.task_rows(tl.events(), [task.id]), t0, {task.id: "add(1, 2)"}))
         s.expect(
@@ -122,16 +122,18 @@ def story(s: Scenario) -> None:
         "the worker keeps the id (in memory) and never hands that task to a child.",
     ):
         long, victim = slow.delay(4), add.delay(2, 2)
-        tl.wait_for(res.is_hop("task.prerun", long.id), 15, "slow(4) starting")
-        tl.wait_for(res.is_hop("task.received", victim.id), 15, "add(2, 2) received")
+        tl.wait_for(res.is_hop("task.prerun", long.id), timeout=15, what="slow(4) starting")
+        tl.wait_for(res.is_hop("task.received", victim.id), timeout=15, what="add(2, 2) received")
         since = time.time()
         app.control.revoke(victim.id)
         sent = tm.wait_broadcast(tl, since)
         tm.outcome(long)
         tm.wait_log(tl, f"Discarding revoked task: envoi_mails.add[{victim.id}]")
-        tl.wait_for(res.is_command("HDEL", victim.id), 10, "the ack of the revoked task")
+        tl.wait_for(
+            res.is_command("HDEL", victim.id), timeout=10, what="the ack of the revoked task"
+        )
         # Each process ships its hops every 0.1 s: the child's may land after the ack.
-        tl.wait_for(res.is_hop("task.postrun", long.id), 10, "slow(4) ending")
+        tl.wait_for(res.is_hop("task.postrun", long.id), timeout=10, what="slow(4) ending")
         tl.settle()
         v, busy, state = (
             tm.trail(tl.events(), victim.id),
@@ -170,7 +172,7 @@ def story(s: Scenario) -> None:
         soft = slow.apply_async((5,), soft_time_limit=LIMIT)
         raised = tm.outcome(soft)
         warn = tm.wait_limit(tl, "Soft", LIMIT, soft.id, slow.name)
-        tl.wait_for(res.is_hop("task.postrun", soft.id), 10, "the task.postrun hop")
+        tl.wait_for(res.is_hop("task.postrun", soft.id), timeout=10, what="the task.postrun hop")
         tl.settle()  # the child's SETEX, as the spy saw it
         t = tm.trail(tl.events(), soft.id)
         child = ev.pid_of(t.started)

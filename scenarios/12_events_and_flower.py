@@ -13,9 +13,9 @@ import time
 import redis
 
 from demo import inspectors as ins
-from demo.inspectors_view import render_unacked
+from demo.render import tables as ev
+from demo.render.inspect import render_unacked
 from demo.scenes import events_view as evs
-from demo.scenes import evidence as ev
 from demo.scenes import processes as proc
 from demo.scenes import results as res
 from demo.scenes.frame import Scenario, run
@@ -112,7 +112,7 @@ def story(s: Scenario) -> None:
         evs.wait_all([task := add.delay(20, 22)])
         info = evs.wait_task_state(flower.url, task.id, "SUCCESS", 20)
         tl.settle()
-        setex = tl.wait_for(res.is_command("SETEX", task.id), 10, "the result's SETEX")
+        setex = tl.wait_for(res.is_command("SETEX", task.id), timeout=10, what="the result's SETEX")
         said = evs.task_events(evs.of_tasks(tl, {task.id}), task.id)
         keys = ["uuid", "state", "worker", "args", "runtime", "received", "started", "succeeded"]
         s.show(evs.fields_table(info, keys, "GET /api/task/info/<id>"))

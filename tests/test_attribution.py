@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from demo import spy, timeline
-from demo.attribution import (
+from demo.spy import monitor as spy
+from demo.spy.attribution import (
     Attributor,
     DeliveryTags,
     LuaSenders,
@@ -16,7 +16,8 @@ from demo.attribution import (
     role_from_cmdlines,
     split_addr,
 )
-from demo.redis_protocol import MonitorLine, parse_monitor_line
+from demo.spy.monitor_line import MonitorLine, parse_monitor_line
+from demo.trace import timeline
 from envoi_mails.xray import emitter
 
 FIXTURE = Path(__file__).parent / "fixtures" / "monitor_one_task.txt"
@@ -155,7 +156,7 @@ def test_spy_and_timeline_read_the_stream_the_emitter_writes() -> None:
 
 
 def test_a_socket_held_by_a_parent_and_its_forked_child_belongs_to_the_parent() -> None:
-    from demo.attribution import prefer_parents
+    from demo.spy.attribution import prefer_parents
 
     parents = {4100: 1, 4103: 4100, 4104: 4100}
     held = {4100: {("127.0.0.1", 5000), ("127.0.0.1", 5001)}}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from demo.bench import chunk_sizes
-from demo.bench_report import MODES, PLAIN, SPY, TRACED, BenchReport, Measurement, mode_order
+from demo.bench.report import MODES, PLAIN, SPY, TRACED, BenchReport, Measurement, mode_order
+from demo.bench.runner import chunk_sizes
 
 
 def measurement(mode: str, round_: int, tasks_per_s: float, cpu: float = 1000.0) -> Measurement:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from demo.bench import run_bench
-from demo.bench_report import MODES, PLAIN, SPY
+from demo.bench.report import MODES, PLAIN, SPY
+from demo.bench.runner import run_bench
 
 pytestmark = pytest.mark.e2e
 

@@ -13,15 +13,16 @@ import pytest
 from rich.console import Console
 
 # The repo has no pytest `pythonpath` setting yet; make `demo` importable from any cwd.
-from demo import diagram
-from demo.diagram import (
+from demo.render import mermaid
+from demo.render.mermaid import to_mermaid
+from demo.render.sequence_html import to_html
+from demo.render.sequence_text import to_rich
+from demo.trace import sequence as diagram
+from demo.trace.sequence import (
     Arrow,
     Participant,
     Sequence,
     build_sequence,
-    to_html,
-    to_mermaid,
-    to_rich,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -269,9 +270,9 @@ def test_mermaid_escapes_characters_that_end_or_comment_out_a_statement() -> Non
 
 
 def test_mermaid_ids_are_word_characters_and_never_start_with_a_keyword() -> None:
-    assert diagram.mermaid_id("child-5670") == "child_5670"
-    assert diagram.mermaid_id("end-1") == "p_end_1"
-    assert diagram.mermaid_id("other-unknown-0") == "other_unknown_0"
+    assert mermaid.mermaid_id("child-5670") == "child_5670"
+    assert mermaid.mermaid_id("end-1") == "p_end_1"
+    assert mermaid.mermaid_id("other-unknown-0") == "other_unknown_0"
 
 
 def render_text(seq: Sequence, width: int = 120) -> str:

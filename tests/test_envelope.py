@@ -1,4 +1,4 @@
-"""Unit tests of demo.envelope, on the payloads of a real MONITOR capture of one add(2, 3)."""
+"""Unit tests of demo.protocol.envelope, on the payloads of a real MONITOR capture of add(2, 3)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 # The repo has no pytest `pythonpath` setting yet; make `demo` importable from any cwd.
-from demo.envelope import (
+from demo.protocol.envelope import (
     EnvelopeError,
     decode_envelope,
     decode_event_body,
@@ -18,7 +18,7 @@ from demo.envelope import (
     decode_unacked,
     summarise,
 )
-from demo.redis_protocol import MonitorLine, parse_monitor_line
+from demo.spy.monitor_line import MonitorLine, parse_monitor_line
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -14,8 +14,9 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from demo import inspectors as ins
-from demo.inspectors_view import cut, escape, inspect_command, render_snapshot
-from demo.redis_protocol import PRIORITY_SEP
+from demo.cli.inspect import inspect_command
+from demo.protocol.commands import PRIORITY_SEP
+from demo.render.inspect import cut, escape, render_snapshot
 from demo.stack.stack import Stack
 from demo.stack.worker import Worker
 

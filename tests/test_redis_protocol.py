@@ -1,4 +1,4 @@
-"""Unit tests of demo.redis_protocol, mostly on a real MONITOR capture of one add(2, 3)."""
+"""Unit tests of demo.protocol.commands, mostly on a real MONITOR capture of one add(2, 3)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,13 @@ from pathlib import Path
 import pytest
 
 # The repo has no pytest `pythonpath` setting yet; make `demo` importable from any cwd.
-from demo.redis_protocol import (
-    MonitorLine,
+from demo.protocol.commands import (
     describe,
-    parse_monitor_line,
     queue_of,
     short,
     task_id_of,
 )
+from demo.spy.monitor_line import MonitorLine, parse_monitor_line
 
 ROOT = Path(__file__).resolve().parents[1]
 

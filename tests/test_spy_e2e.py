@@ -7,19 +7,19 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from demo.scenes.results import is_hop
-from demo.spy import Spy
+from demo.spy.monitor import Spy
 from demo.stack.stack import Stack
 from demo.stack.worker import Worker
-from demo.timeline import Timeline
+from demo.trace.event import TraceEvent
+from demo.trace.timeline import Timeline
 
 pytestmark = pytest.mark.e2e
 
-Event = dict[str, Any]
+Event = TraceEvent
 
 
 @dataclass
@@ -51,15 +51,15 @@ def capture(stack: Stack, worker: Worker) -> Iterator[Capture]:
     with Spy(stack.broker_url) as spy, Timeline(stack.broker_url, spy) as timeline:
         # The idle worker re-sends BRPOP every second: once one is seen, the capture
         # holds the BRPOP that the LPUSH will answer.
-        timeline.wait_for(lambda e: _is(e, "BRPOP", "celery"), 10, "a BRPOP on celery")
+        timeline.wait_for(lambda e: _is(e, "BRPOP", "celery"), timeout=10, what="a BRPOP on celery")
         result = envoi_mail.apply_async(args=["destinataire@example.com"])
         result.get(timeout=30)
         meta = f"celery-task-meta-{result.id}"
-        timeline.wait_for(lambda e: _is(e, "SETEX", meta), 10, f"SETEX {meta}")
+        timeline.wait_for(lambda e: _is(e, "SETEX", meta), timeout=10, what=f"SETEX {meta}")
         # Each process ships its hops every 0.1 s: the MainProcess's task.received may
         # land after the child's result.stored. Wait for both before anyone reads.
         for hop in ("task.received", "result.stored"):
-            timeline.wait_for(is_hop(hop, result.id), 10, f"the {hop} hop")
+            timeline.wait_for(is_hop(hop, result.id), timeout=10, what=f"the {hop} hop")
         yield Capture(result.id, timeline.events(), timeline)
 
 

@@ -13,9 +13,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from demo.diagram import Participant, build_sequence, split_timing, to_mermaid
 from demo.docsgen.annotations import HEADERS, annotate, hop_meaning
-from demo.redis_protocol import describe
+from demo.protocol.commands import describe
+from demo.render.mermaid import to_mermaid
+from demo.trace.sequence import Participant, build_sequence, split_timing
 
 Event = Mapping[str, Any]
 _UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"

@@ -2,7 +2,7 @@
 
 Promises: nothing here writes to or deletes from Redis; keys are found with SCAN (KEYS
 blocks the server); every output is bounded by a parameter; a value that cannot be decoded
-is shown with the reason, never unpickled (demo.envelope decodes JSON only). Works with
+is shown with the reason, never unpickled (demo.protocol.envelope decodes JSON only). Works with
 clients made with or without decode_responses.
 """
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import redis
 
-from demo.envelope import EnvelopeError, decode_envelope, decode_unacked, summarise
 from demo.inspectors._redis import (
     PRIORITY_STEPS,
     SCAN_COUNT,
@@ -21,7 +20,8 @@ from demo.inspectors._redis import (
     _str,
     scan_keys,
 )
-from demo.redis_protocol import PRIORITY_SEP
+from demo.protocol.commands import PRIORITY_SEP
+from demo.protocol.envelope import EnvelopeError, decode_envelope, decode_unacked, summarise
 
 
 @dataclass(frozen=True)

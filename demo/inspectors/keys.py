@@ -9,8 +9,8 @@ from typing import cast
 
 import redis
 
-from demo.envelope import EnvelopeError, decode_result
 from demo.inspectors._redis import _SIZE, _str, scan_keys
+from demo.protocol.envelope import EnvelopeError, decode_result
 
 
 @dataclass(frozen=True)

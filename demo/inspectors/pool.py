@@ -52,7 +52,7 @@ def stats_pool_pids(env: Mapping[str, str], nodename: str, timeout: float = 2.0)
     Not a Redis read: the command is PUBLISHed and the reply comes back on a list Celery
     creates (`<oid>.reply.celery.pidbox`), which is why `snapshot` leaves it out.
     """
-    from demo.client import control_app  # imports celery: only when asked
+    from demo.stack.control import control_app  # imports celery: only when asked
 
     replies = control_app(env).control.inspect([nodename], timeout=timeout).stats() or {}
     if nodename not in replies:

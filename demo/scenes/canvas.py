@@ -17,11 +17,11 @@ import redis
 from rich.table import Table
 
 from demo import inspectors as ins
-from demo.envelope import Envelope, EnvelopeError, decode_envelope
-from demo.scenes.evidence import args_of
+from demo.protocol.envelope import Envelope, EnvelopeError, decode_envelope
+from demo.render.tables import args_of
 from demo.scenes.processes import wait_for_each
 from demo.scenes.results import writes_of
-from demo.timeline import Timeline
+from demo.trace.timeline import Timeline
 
 Event = Mapping[str, Any]
 GROUP_PREFIX = "celery-taskset-meta-"  # celery/backends/base.py KeyValueStoreBackend
@@ -85,8 +85,8 @@ def wait_published(tl: Timeline, task_id: str, timeout: float = 30.0) -> Publish
     """The LPUSH of task `task_id`, waiting for the spy to see it."""
     event = tl.wait_for(
         lambda e: e.get("task_id") == task_id and _decoded(e) is not None,
-        timeout,
-        f"the LPUSH of task {task_id}",
+        timeout=timeout,
+        what=f"the LPUSH of task {task_id}",
     )
     found = _decoded(event)
     assert found is not None  # the predicate decoded it already

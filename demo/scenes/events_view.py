@@ -26,12 +26,12 @@ from rich.table import Table
 from rich.text import Text
 
 from demo import inspectors as ins
-from demo.envelope import EnvelopeError, decode_event_body
 from demo.errors import KitError
-from demo.inspectors_view import escape
+from demo.protocol.envelope import EnvelopeError, decode_event_body
+from demo.render.inspect import escape
 from demo.scenes.processes import command_is, ran_by, wait_for_each
 from demo.stack.flower import Flower
-from demo.timeline import Timeline
+from demo.trace.timeline import Timeline
 
 Event = Mapping[str, Any]
 TASK_MULTI = ".celeryev/task.multi"
@@ -256,8 +256,8 @@ def wait_broadcast(tl: Timeline, pid: int, method: str, since: float, timeout: f
     publish = command_is("PUBLISH", suffix=PIDBOX, since=since)
     return tl.wait_for(
         lambda e: publish(e) and e.get("pid") == pid and method in control_methods([e], pid),
-        timeout,
-        f"a {method} broadcast from pid {pid}",
+        timeout=timeout,
+        what=f"a {method} broadcast from pid {pid}",
     )
 
 
@@ -313,8 +313,8 @@ def wait_log(tl: Timeline, pid: int, text: str, timeout: float = 10.0) -> Event:
     """The first log line of `pid` containing `text`."""
     return tl.wait_for(
         lambda e: e.get("pid") == pid and text in str(e.get("message", "")),
-        timeout,
-        f"the log line {text!r} from pid {pid}",
+        timeout=timeout,
+        what=f"the log line {text!r} from pid {pid}",
     )
 
 

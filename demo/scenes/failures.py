@@ -22,14 +22,14 @@ import redis
 from rich.table import Table
 
 from demo import inspectors
-from demo.envelope import Envelope, EnvelopeError, decode_envelope, decode_result
 from demo.errors import KitError
-from demo.redis_protocol import short
-from demo.scenes.evidence import args_of
+from demo.protocol.commands import short
+from demo.protocol.envelope import Envelope, EnvelopeError, decode_envelope, decode_result
+from demo.render.tables import args_of
 from demo.scenes.results import result_key
 from demo.stack.procs import free_port
 from demo.stack.smtp_sink import SmtpSink
-from demo.timeline import Timeline
+from demo.trace.timeline import Timeline
 
 Event = Mapping[str, Any]
 PUSHES = ("LPUSH", "RPUSH")
@@ -95,7 +95,9 @@ def settle(
 ) -> Sequence[Event]:
     """The task's events, once its task.postrun hop with `state` is in and the spy has
     shown every command sent so far (a pool child ships its hops a few ms late)."""
-    tl.wait_for(hop("task.postrun", task_id, state=state), timeout, f"the {state} postrun")
+    tl.wait_for(
+        hop("task.postrun", task_id, state=state), timeout=timeout, what=f"the {state} postrun"
+    )
     tl.settle()
     return tl.for_task(task_id)
 
@@ -109,11 +111,13 @@ def settled(tl: Timeline, r: redis.Redis, task_id: str) -> Sequence[Event]:
 def wait_running(tl: Timeline, task_id: str, timeout: float = 30.0) -> int:
     """The pid of the pool child running the task, once both sides said it started: the
     MainProcess (task.accepted, the child's ACK on its pipe) and the child (task.prerun)."""
-    accepted = tl.wait_for(hop("task.accepted", task_id), timeout, "the child's ACK")
-    started = tl.wait_for(hop("task.prerun", task_id), timeout, "the task's prerun")
+    accepted = tl.wait_for(hop("task.accepted", task_id), timeout=timeout, what="the child's ACK")
+    started = tl.wait_for(hop("task.prerun", task_id), timeout=timeout, what="the task's prerun")
     if accepted.get("child_pid") != started.get("pid"):
         raise KitError(f"ACK from {accepted.get('child_pid')} but prerun in {started.get('pid')}")
-    return int(started["pid"])
+    if started["pid"] is None:
+        raise KitError(f"task {task_id}: its prerun names no pid")
+    return started["pid"]
 
 
 def by_connection(events: Sequence[Event]) -> list[Event]:

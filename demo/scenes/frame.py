@@ -2,8 +2,14 @@
 
 A scenario is a list of steps. Each step says what is about to happen and why, acts, shows
 the evidence it observed, and checks expectations against what really happened. The
-scenario exits 0 only if every expectation held. Contract (shared/DESIGN.md):
-`python scenarios/NN_name.py [--no-pause] [--json-trace PATH]`.
+scenario exits 0 only if every expectation held. Every scenario is run the same way:
+`python scenarios/NN_name.py [--no-pause] [--json-trace PATH] [--flower]`.
+
+House style, so that a learner can read a scenario top to bottom: each step is
+`with s.step(title, why):` then act, `s.show(...)` the evidence, `s.expect(claim, held,
+detail)`; counts and timeouts are keyword arguments; a step reads what it needs from the
+timeline (demo.trace.query) instead of carrying variables from an earlier step; the Redis
+client a step needs is `s.redis`, which the frame closes.
 """
 
 from __future__ import annotations
@@ -16,19 +22,21 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import redis
 from rich.console import Console, RenderableType
 from rich.markdown import Markdown
 from rich.panel import Panel
 
 from demo.config import KitConfig
 from demo.errors import KitError
-from demo.spy import Spy
+from demo.spy.monitor import Spy
 from demo.stack.stack import Stack
 from demo.stack.worker import Worker
-from demo.timeline import Timeline
+from demo.trace.timeline import Timeline
 
 
 @dataclass
@@ -75,6 +83,19 @@ class Scenario:
         self.console.print(Markdown(explain))
         yield
         self.wait_for_reader()
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        """A client of the stack's Redis (str replies), closed by the frame at the end.
+
+        Unnamed on purpose: its reads show in the spy's tables like any client's would.
+        """
+        return redis.Redis.from_url(self.stack.broker_url, decode_responses=True)
+
+    def close(self) -> None:
+        if "redis" in self.__dict__:
+            self.redis.close()
+        self.timeline.close()
 
     def show(self, *renderables: RenderableType) -> None:
         for renderable in renderables:
@@ -152,6 +173,7 @@ def run(
                         expectations = [e.as_event() for e in scenario.expectations]
                         scenario.timeline.write_jsonl(options.json_trace, expectations)
                         console.print(f"trace written to {options.json_trace}")
+                    scenario.close()
     except KitError as exc:
         console.print(f"[red]error:[/] {exc}")
         return 1

@@ -21,7 +21,7 @@ from demo.inspectors import pool_processes
 from demo.scenes import processes as proc
 from demo.scenes import results as res
 from demo.stack.worker import Worker
-from demo.timeline import Timeline
+from demo.trace.timeline import Timeline
 
 Event = Mapping[str, Any]
 RESULT_PREFIX = "celery-task-meta-"  # celery/backends/base.py KeyValueStoreBackend
@@ -50,10 +50,11 @@ def look(tl: Timeline, kind: str, worker: Worker, env: Mapping[str, str]) -> Poo
         proc.wait_hop(tl, init_hop, pid, timeout=20)
     stats = res.worker_stats(env, worker.nodename)["pool"]
     inits = sorted(
-        int(e["pid"])
+        sender
         for e in tl.events()
         if e.get("event") in {"child.init", "worker.process_init"}
-        and worker.pid in (e["pid"], e["ppid"])
+        and (sender := e["pid"]) is not None
+        and worker.pid in (sender, e.get("ppid"))
     )
     return PoolView(kind, worker.pid, kids, inits, stats)
 
@@ -128,7 +129,7 @@ def wait_brpop(tl: Timeline, pid: int, queue: str, timeout: float = 15.0) -> Eve
     def asked(e: Event) -> bool:
         return proc.is_command(e, "BRPOP", queue) and e.get("pid") == pid
 
-    return tl.wait_for(asked, timeout, f"a BRPOP {queue} from pid {pid}")
+    return tl.wait_for(asked, timeout=timeout, what=f"a BRPOP {queue} from pid {pid}")
 
 
 def hop_is(e: Event, name: str, pid: int) -> bool:
@@ -266,7 +267,7 @@ def inspect(
     """`celery inspect METHOD` to every worker, done once `workers` replies came in (without
     a limit, a broadcast waits out its timeout: it cannot know how many will answer); the
     replies, and the broadcast as the spy saw it."""
-    from demo.client import control_app  # imports celery: only when asked
+    from demo.stack.control import control_app  # imports celery: only when asked
 
     asked = time.time()
     inspector = control_app(env).control.inspect(limit=workers, timeout=5)

@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from demo.errors import KitError
-from demo.timeline import Timeline
+from demo.trace.timeline import Timeline
 
 Event = Mapping[str, Any]
 BAR = 40  # characters of a lifeline
@@ -222,7 +222,7 @@ def hop_is(
 
 def wait_hop(tl: Timeline, event: str, pid: int, timeout: float = 10.0) -> Event:
     """The first `event` hop sent by `pid`, waiting for it on the timeline."""
-    return tl.wait_for(hop_is(event, pid), timeout, f"the {event} hop of pid {pid}")
+    return tl.wait_for(hop_is(event, pid), timeout=timeout, what=f"the {event} hop of pid {pid}")
 
 
 def binding_writes(events: Iterable[Event], pid: int) -> list[Event]:
@@ -256,5 +256,5 @@ def wait_ran(tl: Timeline, task_ids: Sequence[str], timeout: float = 30.0) -> di
             return e.get("event") == "task.prerun" and e.get("task_id") == tid
 
         left = max(end - time.monotonic(), 0.0)
-        tl.wait_for(prerun, left, f"the task.prerun hop of task {tid}")
+        tl.wait_for(prerun, timeout=left, what=f"the task.prerun hop of task {tid}")
     return ran_by(tl.events(), task_ids)

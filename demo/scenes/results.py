@@ -21,10 +21,10 @@ import redis
 from rich.table import Table
 
 from demo import inspectors
-from demo.envelope import EnvelopeError, decode_result
 from demo.errors import KitError
-from demo.scenes.evidence import args_of
-from demo.timeline import Timeline
+from demo.protocol.envelope import EnvelopeError, decode_result
+from demo.render.tables import args_of
+from demo.trace.timeline import Timeline
 
 RESULT_PREFIX = "celery-task-meta-"  # celery/backends/base.py KeyValueStoreBackend
 POLL_S = 0.05
@@ -275,7 +275,7 @@ def wait_quiet(
 
 def worker_stats(env: Mapping[str, str], nodename: str, timeout: float = 2.0) -> dict[str, Any]:
     """What `celery inspect stats` says about one worker (prefetch_count, pool, …)."""
-    from demo.client import control_app  # imports celery: only when asked
+    from demo.stack.control import control_app  # imports celery: only when asked
 
     replies = control_app(env).control.inspect([nodename], timeout=timeout).stats() or {}
     if nodename not in replies:
@@ -286,7 +286,7 @@ def worker_stats(env: Mapping[str, str], nodename: str, timeout: float = 2.0) ->
 
 def add_consumer(env: Mapping[str, str], nodename: str, queue: str, timeout: float = 2.0) -> None:
     """`celery control add_consumer QUEUE -d NODENAME`: the worker starts consuming QUEUE."""
-    from demo.client import control_app
+    from demo.stack.control import control_app
 
     replies = control_app(env).control.add_consumer(
         queue, destination=[nodename], reply=True, timeout=timeout

@@ -15,11 +15,11 @@ from typing import Any
 from rich.table import Table
 
 from demo.errors import KitError
-from demo.inspectors_view import clock
-from demo.scenes.evidence import args_of, at, pid_of
+from demo.render.inspect import clock
+from demo.render.tables import args_of, at, pid_of
 from demo.scenes.processes import event_body, hop_is
 from demo.scenes.results import status_of, writes_of
-from demo.timeline import Timeline
+from demo.trace.timeline import Timeline
 
 Event = Mapping[str, Any]
 
@@ -31,7 +31,7 @@ def epoch(iso: str) -> float:
 
 def scheduled(env: Mapping[str, str], nodename: str, timeout: float = 2.0) -> dict[str, float]:
     """task id -> ETA (epoch s) of what `celery inspect scheduled` says the worker holds."""
-    from demo.client import control_app  # imports celery: only when asked
+    from demo.stack.control import control_app  # imports celery: only when asked
 
     replies = control_app(env).control.inspect([nodename], timeout=timeout).scheduled() or {}
     if nodename not in replies:
@@ -80,8 +80,8 @@ def wait_log(tl: Timeline, text: str, timeout: float = 15.0) -> Event:
     """The first log line containing `text`, waiting for it on the timeline."""
     return tl.wait_for(
         lambda e: e.get("event") == "log" and text in str(e.get("message", "")),
-        timeout,
-        f"a log line with {text!r}",
+        timeout=timeout,
+        what=f"a log line with {text!r}",
     )
 
 
@@ -165,8 +165,8 @@ def wait_broadcast(tl: Timeline, since: float, timeout: float = 10.0) -> Event:
     """The first control command PUBLISHed on /0.celery.pidbox after `since`."""
     return tl.wait_for(
         lambda e: args_of(e)[:2] == ["PUBLISH", "/0.celery.pidbox"] and float(e["ts"]) > since,
-        timeout,
-        "a control command on /0.celery.pidbox",
+        timeout=timeout,
+        what="a control command on /0.celery.pidbox",
     )
 
 
@@ -183,7 +183,9 @@ def wait_limit(tl: Timeline, kind: str, seconds: int, task: str, name: str) -> E
 
 def wait_new_child(tl: Timeline, worker_pid: int, since: float, timeout: float = 15.0) -> Event:
     """The child.init hop of a child `worker_pid` forked after `since`."""
-    return tl.wait_for(hop_is("child.init", ppid=worker_pid, since=since), timeout, "a new child")
+    return tl.wait_for(
+        hop_is("child.init", ppid=worker_pid, since=since), timeout=timeout, what="a new child"
+    )
 
 
 def logs_of(events: Iterable[Event], pid: int, since: float) -> list[Event]:

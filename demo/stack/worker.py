@@ -58,7 +58,7 @@ class Worker:
         return self
 
     def _answers_ping(self) -> bool:
-        from demo.client import control_app
+        from demo.stack.control import control_app
 
         replies = control_app(self.env).control.ping(destination=[self.nodename], timeout=0.5)
         return any(self.nodename in reply for reply in replies or [])

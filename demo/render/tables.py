@@ -9,7 +9,7 @@ import psutil
 from rich.table import Table
 from rich.text import Text
 
-from demo.redis_protocol import short
+from demo.protocol.commands import short
 
 Event = Mapping[str, Any]
 _NOT_HOPS = {"log", "redis.command"}

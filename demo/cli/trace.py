@@ -12,12 +12,15 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from demo import state
 from demo.config import KitConfig
-from demo.diagram import build_sequence, to_html, to_mermaid, to_rich
 from demo.errors import KitError, one_line_errors
-from demo.scenes.evidence import hops_table
-from demo.timeline import Timeline
+from demo.render.mermaid import to_mermaid
+from demo.render.sequence_html import to_html
+from demo.render.sequence_text import to_rich
+from demo.render.tables import hops_table
+from demo.stack import state
+from demo.trace.sequence import build_sequence
+from demo.trace.timeline import Timeline
 
 
 @click.command("trace")

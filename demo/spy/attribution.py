@@ -22,7 +22,8 @@ from urllib.parse import urlsplit
 import psutil
 import redis
 
-from demo.redis_protocol import MonitorLine, task_id_of
+from demo.protocol.commands import task_id_of
+from demo.spy.monitor_line import MonitorLine
 
 KIT_PREFIX = "xray"  # connection names of the kit itself: trace emitter, spy, timeline
 CONTROL_NAME = "xray-spy"  # the spy's own CLIENT LIST connection: filtered like the rest

@@ -1,6 +1,6 @@
 """The benchmark's client: publish N `add(i, i)` tasks, wait for every result, print JSON.
 
-`python -m demo.bench_client --tasks N` runs one batch. `--serve` (what `demo.bench` uses)
+`python -m demo.bench.client --tasks N` runs one batch. `--serve` (what `demo bench` uses)
 runs a batch for each number read on stdin and prints one JSON line for each, until EOF:
 one warm process per mode for the whole run. Its environment (CELERY_BROKER_URL,
 XRAY_TRACE) picks the mode, so the client side of tracing is measured too. The timed span

@@ -1,7 +1,7 @@
-"""Sequence diagrams of one task's life, built from the merged trace and rendered three ways.
+"""The sequence model of one task's life, built from the merged trace.
 
-`build_sequence` turns trace events (hops, logs and the spy's Redis commands) into a small model;
-`to_mermaid`, `to_rich` and `to_html` draw that model. All are pure functions: no I/O.
+`build_sequence` turns trace events (hops, logs and Redis commands) into participants (lanes)
+and arrows; demo.render draws that model (terminal, Mermaid, HTML). Pure functions: no I/O.
 """
 
 from __future__ import annotations
@@ -10,11 +10,6 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-
-from rich import box
-from rich.console import Group, RenderableType
-from rich.table import Table
-from rich.text import Text
 
 RESULT_PREFIX = "celery-task-meta-"
 # Pipelines are framed by MULTI/EXEC: the commands inside carry the meaning, the frame adds noise.
@@ -100,7 +95,7 @@ def split_timing(label: str) -> tuple[str, str]:
     return (match["text"], match["timing"]) if match else (label, "")
 
 
-def _one_line(value: object, limit: int = 80) -> str:
+def one_line(value: object, limit: int = 80) -> str:
     # Keys hold kombu's \x06\x16 separators and logs may span lines: show them as redis-cli does.
     text = " ".join(str(value).split())
     text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
@@ -110,7 +105,7 @@ def _one_line(value: object, limit: int = 80) -> str:
 def _short_key(key: str) -> str:
     if key.startswith(RESULT_PREFIX) and len(key) > len(RESULT_PREFIX) + 8:
         return key[: len(RESULT_PREFIX) + 8] + "…"
-    return _one_line(key, 40)
+    return one_line(key, 40)
 
 
 def _command(event: Mapping[str, Any]) -> list[str]:
@@ -132,10 +127,10 @@ def _command_text(command: list[str]) -> tuple[str, str]:
     if name in ("BRPOP", "BLPOP") and len(command) > 3:  # kombu also polls the priority lists
         text += f" (+{len(command) - 3} more)"
     args = [
-        f"<{len(arg.encode())} bytes>" if len(arg) > 40 or arg[:1] in "{[" else _one_line(arg)
+        f"<{len(arg.encode())} bytes>" if len(arg) > 40 or arg[:1] in "{[" else one_line(arg)
         for arg in command[2:]
     ]
-    return text, _one_line(" ".join([name, *command[1:2], *args]), 160)
+    return text, one_line(" ".join([name, *command[1:2], *args]), 160)
 
 
 def _dropped(event: Mapping[str, Any]) -> bool:
@@ -164,16 +159,16 @@ def _arrow_for(event: Mapping[str, Any], seen: set[tuple[str, str]]) -> tuple[st
         command = _command(event)
         text, detail = _command_text(command)
         if event.get("summary"):
-            text += f" — {_one_line(event['summary'], 60)}"
+            text += f" — {one_line(event['summary'], 60)}"
         return me, _command_lane(command), text, detail
     detail = " ".join([name, *(f"{f}={event[f]}" for f in _DETAIL_FIELDS if f in event)])
     if name == "log":
-        return me, me, f"log: {_one_line(event.get('message', ''), 60)}", detail
+        return me, me, f"log: {one_line(event.get('message', ''), 60)}", detail
     if name not in _HOP_ARROWS:
         return me, me, _HOP_NOTES.get(name, name), detail
     src, dst, text = _HOP_ARROWS[name]
     if name == "result.stored" and "status" in event:
-        text += f" ({_one_line(event['status'], 20)})"
+        text += f" ({one_line(event['status'], 20)})"
     commands, lane = _CARRIED_BY.get(name, (frozenset(), ""))
     if any((c, lane) in seen for c in commands):
         return me, me, text, detail
@@ -193,7 +188,7 @@ def _labels(kept: list[Mapping[str, Any]], task_id: str) -> dict[str, str]:
         key, pid, ppid = _participant_key(event), event.get("pid", 0), event.get("ppid", 0)
         command = _command(event)
         if len(command) > 1 and command[0].upper() in ("LPUSH", "RPUSH"):
-            labels["queue"] = f"Redis: queue '{_one_line(command[1], 30)}'"
+            labels["queue"] = f"Redis: queue '{one_line(command[1], 30)}'"
         if key == "client":
             labels.setdefault("client", f"Client pid {pid}")
         elif key == "main":
@@ -201,7 +196,7 @@ def _labels(kept: list[Mapping[str, Any]], task_id: str) -> dict[str, str]:
         elif key.startswith("child-"):
             parents.setdefault(int(pid or 0), int(ppid or 0))
         elif key.startswith("other-"):
-            role = _one_line(event.get("role", "unknown"), 20)
+            role = one_line(event.get("role", "unknown"), 20)
             labels.setdefault(key, f"{role} pid {pid}" if pid else f"{role} process (pid unknown)")
     # The MainProcess names the child that took the job before that child says anything.
     for event in kept:
@@ -245,112 +240,3 @@ def build_sequence(events: Iterable[Mapping[str, Any]], task_id: str) -> Sequenc
     labels = _labels(kept, task_id)
     keys = sorted(order, key=lambda k: _RANK[k.split("-", 1)[0]])  # stable: first seen first
     return Sequence(task_id, [Participant(k, labels.get(k, k)) for k in keys], arrows)
-
-
-_MERMAID_ESCAPES = {"#": "#35;", ";": "#59;", "<": "#lt;", ">": "#gt;", '"': "#quot;"}
-_MERMAID_ESCAPES |= {"'": "#39;", "%": "#37;"}  # %% starts a Mermaid comment anywhere on a line
-# Mermaid's lexer takes the first rule that matches, so an id starting with a keyword breaks it.
-_MERMAID_KEYWORD = re.compile(
-    r"activate|actor|alt|and|autonumber|box|break|create|critical|deactivate|destroy|details"
-    r"|else|end|left|link|loop|note|off|opt|over|par|participant|properties|rect|right|title",
-    re.IGNORECASE,
-)
-
-
-def mermaid_text(text: str) -> str:
-    """Escape `text` with Mermaid entity codes so it cannot end or comment out a statement."""
-    return "".join(_MERMAID_ESCAPES.get(c, c) for c in _one_line(text, 200))
-
-
-def mermaid_id(key: str) -> str:
-    """A Mermaid participant id for `key`: letters, digits and underscores, never a keyword."""
-    ident = re.sub(r"\W", "_", key, flags=re.ASCII)
-    unsafe = _MERMAID_KEYWORD.match(ident) is not None or ident[:1].isdigit()
-    return f"p_{ident}" if unsafe else ident
-
-
-def to_mermaid(seq: Sequence) -> str:
-    """Render `seq` as Mermaid `sequenceDiagram` text (one statement a line, newline-terminated)."""
-    ids = {p.key: mermaid_id(p.key) for p in seq.participants}
-    lines = ["sequenceDiagram"]
-    lines += [f"    participant {ids[p.key]} as {mermaid_text(p.label)}" for p in seq.participants]
-    for a in seq.arrows:
-        if a.is_note:
-            lines.append(f"    Note over {ids[a.src]}: {mermaid_text(a.label)}")
-        else:
-            lines.append(f"    {ids[a.src]}->>{ids[a.dst]}: {mermaid_text(a.label)}")
-    return "\n".join(lines) + "\n"
-
-
-# One colour per kind of lane, the same hues as the HTML rendering.
-RICH_COLOURS = {"client": "blue", "queue": "red", "main": "green", "child": "yellow"}
-RICH_COLOURS |= {"result": "magenta", "other": "white"}
-_LANE_W = 4  # characters per lifeline in the terminal strip: enough for codes like "P1"
-
-
-def lane_codes(seq: Sequence) -> dict[str, str]:
-    """Short lane names for narrow displays: C, Q, M, P1, P2…, X1…, R."""
-    codes: dict[str, str] = {}
-    for p in seq.participants:
-        if p.kind in ("child", "other"):
-            prefix = "P" if p.kind == "child" else "X"
-            codes[p.key] = f"{prefix}{sum(c.startswith(prefix) for c in codes.values()) + 1}"
-        else:
-            codes[p.key] = p.kind[0].upper()
-    return codes
-
-
-def _strip(arrow: Arrow, column: dict[str, int], width: int, colour: str) -> Text:
-    cells = [" "] * width
-    for centre in column.values():
-        cells[centre] = "│"
-    a, b = column[arrow.src], column[arrow.dst]
-    for i in range(min(a, b), max(a, b) + 1):
-        cells[i] = "─"
-    cells[a], cells[b] = ("◆", "◆") if a == b else ("●", "▶" if b > a else "◀")
-    strip = Text("".join(cells), style="dim")
-    strip.stylize(f"bold {colour}", min(a, b), max(a, b) + 1)
-    return strip
-
-
-def to_rich(seq: Sequence) -> RenderableType:
-    """Render `seq` for a terminal: a legend of lanes, then one row per arrow with its time, a
-    strip of lifelines showing ●──▶ from source to destination (◆ for a note) and its label.
-
-    Labels sit in their own column instead of between lifelines, so they stay on one line on a
-    120-column terminal whatever the number of participants.
-    """
-    if not seq.arrows:
-        return Text(f"No trace events for task {seq.task_id}.", style="yellow")
-    codes, kinds = lane_codes(seq), {p.key: p.kind for p in seq.participants}
-    column = {p.key: i * _LANE_W + 1 for i, p in enumerate(seq.participants)}
-    width = len(seq.participants) * _LANE_W
-    legend = Table.grid(padding=(0, 2))
-    for p in seq.participants:
-        legend.add_row(Text(codes[p.key], style=f"bold {RICH_COLOURS[p.kind]}"), p.label)
-    header = [" "] * width
-    for key, centre in column.items():
-        header[centre : centre + len(codes[key])] = codes[key]
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    # Fixed widths: the label column gives way (clipped with …) before the lanes ever do.
-    table.add_column("since start", justify="right", style="dim", no_wrap=True, min_width=11)
-    table.add_column("".join(header), no_wrap=True, min_width=width)
-    table.add_column("what", overflow="ellipsis")
-    for a in seq.arrows:
-        text, timing = split_timing(a.label)
-        colour = RICH_COLOURS[kinds[a.src]]
-        what = Text(text, colour if not a.is_note else f"italic {colour}", no_wrap=True)
-        # The detail goes after the label, clipped: one line per arrow keeps the lanes readable.
-        first, _, rest = a.note.partition(" ")
-        what.append(f"  {rest if first == text.split(' ', 1)[0] else a.note}", style="dim")
-        table.add_row(timing, _strip(a, column, width, colour), what)
-    return Group(Text(f"Task {seq.task_id}", style="bold"), legend, table)
-
-
-def to_html(seq: Sequence, title: str) -> str:
-    """Render `seq` as one self-contained HTML page with an inline SVG (see demo.diagram_html)."""
-    # Imported here because diagram_html builds on this module's model: a top-level import would
-    # be circular. It lives apart only to keep each module small.
-    from demo.diagram_html import render_html
-
-    return render_html(seq, title)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import re
 
-from demo.diagram import Arrow, Sequence, split_timing
+from demo.trace.sequence import Arrow, Sequence, split_timing
 
 # Okabe-Ito hues (told apart with the common colour-vision deficiencies), the orange and pink
 # darkened so that text in them stays readable on white.
@@ -145,7 +145,7 @@ def render_svg(seq: Sequence) -> str:
     return "\n".join(parts)
 
 
-def render_html(seq: Sequence, title: str) -> str:
+def to_html(seq: Sequence, title: str) -> str:
     """One self-contained HTML document: `title`, a one-line summary, and `render_svg(seq)`."""
     notes = sum(a.is_note for a in seq.arrows)
     summary = (

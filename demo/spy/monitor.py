@@ -18,9 +18,10 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from demo.attribution import Attributor, DeliveryTags, LuaSenders, Sender, split_addr
 from demo.errors import KitError
-from demo.redis_protocol import MonitorLine, describe, parse_monitor_line
+from demo.protocol.commands import describe
+from demo.spy.attribution import Attributor, DeliveryTags, LuaSenders, Sender, split_addr
+from demo.spy.monitor_line import MonitorLine, parse_monitor_line
 
 # Connection set-up and keep-alive chatter, left out of the events: every redis-py
 # connection opens with HELLO 3 (kombu's with PING too), which says nothing about Celery.

@@ -1,6 +1,6 @@
 """What tracing costs: plain Celery, traced, and traced with the spy, side by side in one run.
 
-`python -m demo bench [--tasks N] [--rounds R]` (or `python -m demo.bench`). Each mode has
+`python -m demo bench [--tasks N] [--rounds R]`. Each mode has
 its own lane (bench_lanes.py): a private redis-server, a `-c 2` worker started with that
 mode's XRAY_TRACE, and a warm client. Each round sends N tasks per mode, in chunks that
 alternate between the modes in an order rotated from chunk to chunk; what the figures mean
@@ -23,24 +23,19 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
-from rich.console import Console
-
-from demo.bench_lanes import QUEUE, CpuMeter, Lane, lane, wait_idle
-from demo.bench_report import MODES, PLAIN, SPY, BenchReport, Measurement, mode_order
+from demo.bench.lanes import QUEUE, CpuMeter, Lane, lane, wait_idle
+from demo.bench.report import MODES, PLAIN, SPY, BenchReport, Measurement, mode_order
 from demo.config import KitConfig
 from demo.errors import KitError
-from demo.spy import Spy
+from demo.spy.monitor import Spy
 
 # Untimed tasks the client sends first: connections, pub/sub and the emitter's thread are
 # set up once per process, not per task, so they stay out of the timed span.
@@ -189,39 +184,3 @@ def _chunk(lane: Lane, size: int, everyone: list[int]) -> _Chunk:
     if int(out["received"]) == size and int(lane.store.llen(QUEUE)):
         raise KitError(f"{lane.mode}: messages left in the queue after all results came back")
     return _Chunk(out, used, foreign, next(seen) if spy is not None else None)
-
-
-@click.command("bench")
-@click.option("--tasks", type=click.IntRange(min=1), default=1500, show_default=True)
-@click.option("--rounds", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("-c", "--concurrency", type=click.IntRange(min=1), default=2, show_default=True)
-@click.option("--json", "json_path", type=click.Path(path_type=Path), help="write the report")
-def bench_command(tasks: int, rounds: int, concurrency: int, json_path: Path | None) -> None:
-    """Throughput of plain Celery, traced, and traced with the spy, side by side.
-
-    Exit code 0 on PASS and on FAIL (this is a measurement); 1 if a part failed or
-    results went missing (then there is nothing to measure).
-    """
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=120)  # a log file gets the whole table, not 80 columns of it
-    console.print(
-        f"bench: {len(MODES)} modes × {rounds} rounds × {tasks} add tasks, -c {concurrency}"
-    )
-    try:
-        report = run_bench(tasks, rounds, concurrency, progress=lambda m: console.print(m.line()))
-    except KitError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    if json_path is not None:
-        json_path.write_text(json.dumps(report.to_dict(), indent=2))
-    if report.complete:
-        console.print(report.table())
-    console.print(report.verdict(), style="bold green" if report.passed else "bold red")
-    console.print(f"worker and client logs: {report.run_dir}")
-    if not report.complete:
-        sys.exit(1)
-
-
-if __name__ == "__main__":
-    bench_command()

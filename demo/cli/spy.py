@@ -18,12 +18,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from demo import state
 from demo.config import KitConfig
 from demo.errors import KitError
-from demo.redis_protocol import short
-from demo.spy import Spy
-from demo.timeline import STREAM, STREAM_MAXLEN
+from demo.protocol.commands import short
+from demo.spy.monitor import Spy
+from demo.stack import state
+from demo.trace.timeline import STREAM, STREAM_MAXLEN
 from envoi_mails.settings import SettingsError
 
 ROLE_STYLES = {

@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 import redis
 
-from demo.bench_report import PLAIN
+from demo.bench.report import PLAIN
 from demo.errors import KitError
 from demo.stack.redis_server import RedisServer
 from demo.stack.worker import Worker
@@ -35,7 +35,7 @@ class Client:
     """A `bench_client --serve` process: one per lane, warm for the whole run."""
 
     def __init__(self, env: dict[str, str], chunk: int, warmup: int, log: Path) -> None:
-        command = [sys.executable, "-m", "demo.bench_client", "--serve"]
+        command = [sys.executable, "-m", "demo.bench.client", "--serve"]
         command += ["--tasks", str(chunk), "--warmup", str(warmup)]
         self._log = log
         self._errors = log.open("w")

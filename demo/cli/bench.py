@@ -1,0 +1,46 @@
+"""`python -m demo bench`: plain Celery, traced, and traced with the spy, side by side."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from demo.bench.report import MODES
+from demo.bench.runner import run_bench
+from demo.errors import KitError
+
+
+@click.command("bench")
+@click.option("--tasks", type=click.IntRange(min=1), default=1500, show_default=True)
+@click.option("--rounds", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("-c", "--concurrency", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="write the report")
+def bench_command(tasks: int, rounds: int, concurrency: int, json_path: Path | None) -> None:
+    """Throughput of plain Celery, traced, and traced with the spy, side by side.
+
+    Exit code 0 on PASS and on FAIL (this is a measurement); 1 if a part failed or
+    results went missing (then there is nothing to measure).
+    """
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=120)  # a log file gets the whole table, not 80 columns of it
+    console.print(
+        f"bench: {len(MODES)} modes × {rounds} rounds × {tasks} add tasks, -c {concurrency}"
+    )
+    try:
+        report = run_bench(tasks, rounds, concurrency, progress=lambda m: console.print(m.line()))
+    except KitError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    if json_path is not None:
+        json_path.write_text(json.dumps(report.to_dict(), indent=2))
+    if report.complete:
+        console.print(report.table())
+    console.print(report.verdict(), style="bold green" if report.passed else "bold red")
+    console.print(f"worker and client logs: {report.run_dir}")
+    if not report.complete:
+        sys.exit(1)

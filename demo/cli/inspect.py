@@ -1,0 +1,92 @@
+"""`python -m demo inspect`: a read-only snapshot of what Redis holds now."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+import click
+import redis
+from rich.console import Console
+
+from demo import inspectors as ins
+from demo.errors import KitError
+from demo.render.inspect import render_snapshot
+
+
+def default_queues(r: redis.Redis) -> list[str]:
+    """`celery`, plus every queue bound for good (_kombu.binding_permanent.*)."""
+    bound = {b.queue for b in ins.bindings(r).permanent if b.queue}
+    return ["celery", *sorted(bound - {"celery"})]
+
+
+def _client(url: str) -> redis.Redis:
+    from demo.stack.redis_server import check_reachable  # imported late: fast `--help`
+
+    check_reachable(url)  # a one-line KitError saying what to do when it is not
+    return redis.Redis.from_url(url, decode_responses=True, socket_timeout=5)
+
+
+def _take_snapshot(peek: int, limit: int, names: Sequence[str]) -> ins.Snapshot:
+    """Snapshot of the running stack's Redis (or CELERY_BROKER_URL's); results from
+    CELERY_RESULT_BACKEND when that names another Redis."""
+    import psutil
+
+    from demo.config import KitConfig
+    from demo.stack import state
+
+    state_dir = KitConfig.from_env().state_dir
+    env = state.stack_env(state_dir)
+    worker_pid = (state.load(state_dir) or {}).get("worker_pid")
+    url = env["CELERY_BROKER_URL"]
+    backend_url = env.get("CELERY_RESULT_BACKEND") or os.environ.get("CELERY_RESULT_BACKEND", "")
+    r = _client(url)
+    other = backend_url.startswith(("redis://", "rediss://")) and backend_url != url
+    backend = _client(backend_url) if other else None
+    try:
+        alive = worker_pid if worker_pid and psutil.pid_exists(worker_pid) else None
+        return ins.snapshot(r, names or default_queues(r), peek, limit, alive, backend)
+    except redis.RedisError as exc:
+        raise KitError(f"reading Redis at {url} failed: {exc}") from None
+    finally:
+        r.close()
+        if backend is not None:
+            backend.close()
+
+
+@click.command("inspect")
+@click.option(
+    "--peek",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="messages shown per queue list",
+)
+@click.option(
+    "--limit",
+    default=50,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="entries shown per table",
+)
+@click.option(
+    "-Q",
+    "--queue",
+    "names",
+    multiple=True,
+    help="queue to show (default: celery and every permanently bound queue)",
+)
+def inspect_command(peek: int, limit: int, names: tuple[str, ...]) -> None:
+    """Show, read-only, what Redis holds now: queues, unacked, results, bindings, kit keys."""
+    from envoi_mails.settings import SettingsError
+
+    try:
+        snap = _take_snapshot(peek, limit, names)
+    except (KitError, SettingsError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=120)  # a pipe or a file: the width the tables are made for
+    console.print(render_snapshot(snap))

@@ -1,0 +1,52 @@
+"""The tutorial's client side as commands: `send`, `result`, `mails`."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from demo.config import KitConfig
+from demo.errors import one_line_errors
+from demo.stack import state
+
+
+@click.command()
+@one_line_errors
+def mails() -> None:
+    """List the mails the SMTP sink kept."""
+    from demo.stack.smtp_sink import read_mails
+
+    folder = KitConfig.from_env().state_dir / "mails"
+    found = read_mails(folder) if folder.exists() else []
+    if not found:
+        click.echo(f"no mail yet in {folder}")
+    for mail in found:
+        click.echo(
+            f"{mail.path.name}  to={mail.recipients}  subject={mail.subject!r}  "
+            f"id={mail.message_id}"
+        )
+
+
+@click.command()
+@click.argument("destinataire")
+@click.option("--timeout", default=60.0, help="seconds to wait for the result")
+@one_line_errors
+def send(destinataire: str, timeout: float) -> None:
+    """Send one mail through the running stack: envoi_mail.apply_async(args=[DESTINATAIRE])."""
+    from demo.stack.client import send_mail
+
+    env = state.stack_env(KitConfig.from_env().state_dir)
+    click.echo(json.dumps(send_mail(env, destinataire, timeout), indent=2))
+
+
+@click.command()
+@click.argument("task_id")
+@click.option("--timeout", default=10.0, help="seconds to wait for the result")
+@one_line_errors
+def result(task_id: str, timeout: float) -> None:
+    """Fetch a task's result with nothing but its task_id, from this new process."""
+    from demo.stack.client import fetch_result
+
+    env = state.stack_env(KitConfig.from_env().state_dir)
+    click.echo(json.dumps(fetch_result(env, task_id, timeout), indent=2))

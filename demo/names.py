@@ -1,0 +1,75 @@
+"""Every name the kit shares with Celery, kombu and the app: streams, keys, channels, roles.
+
+Nothing else in `demo/` spells one of these strings. The app owns the names it writes (the
+trace stream, the roles its processes declare); this module re-exports them so the kit has a
+single place to look. Where a name comes from Celery or kombu, the comment says where.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from envoi_mails.xray.emitter import CLIENT_NAME as EMITTER_CLIENT_NAME
+from envoi_mails.xray.emitter import STREAM as TRACE_STREAM
+from envoi_mails.xray.emitter import STREAM_MAXLEN as TRACE_STREAM_MAXLEN
+from envoi_mails.xray.hops import CLIENT, FLOWER, POOL_CHILD, ROLES, SPY, WORKER_MAIN
+
+__all__ = [
+    "CLIENT",
+    "EMITTER_CLIENT_NAME",
+    "FLOWER",
+    "POOL_CHILD",
+    "ROLES",
+    "SPY",
+    "TRACE_STREAM",
+    "TRACE_STREAM_MAXLEN",
+    "WORKER_MAIN",
+]
+
+# Roles the kit gives what no process declared itself.
+UNKNOWN: Final = "unknown"  # a command no process recorded and MONITOR could not place
+LUA: Final = "lua"  # a command a Lua script ran inside Redis
+SCENARIO: Final = "scenario"  # a scenario's own checked expectations, written to the trace
+
+# The kit's own Redis connections are named `xray…` (CLIENT SETNAME): the spy leaves them out.
+KIT_PREFIX: Final = "xray"
+
+# Trace event names that are not hops of a task's life.
+REDIS_COMMAND: Final = "redis.command"
+LOG: Final = "log"
+
+# celery/backends/base.py KeyValueStoreBackend: task_keyprefix, group_keyprefix.
+RESULT_PREFIX: Final = "celery-task-meta-"
+GROUP_PREFIX: Final = "celery-taskset-meta-"
+
+# kombu/transport/redis.py: the default queue, the reservation keys, the binding keys.
+DEFAULT_QUEUE: Final = "celery"
+UNACKED: Final = "unacked"
+UNACKED_INDEX: Final = "unacked_index"
+UNACKED_MUTEX: Final = "unacked_mutex"
+BINDING_PREFIX: Final = "_kombu.binding."
+# `_q_for_pri`: priority sub-queues are queue + SEP + n; binding members use the same separator.
+PRIORITY_SEP: Final = "\x06\x16"
+
+# Pub/sub channels are `/<db>.<exchange>/<routing key>` (kombu's fanout prefix, keyprefix_fanout).
+EVENTS_INFIX: Final = ".celeryev/"  # celery/events: the `celeryev` exchange
+TASK_MULTI_SUFFIX: Final = ".celeryev/task.multi"  # task events, batched (EventDispatcher groups)
+HEARTBEAT_SUFFIX: Final = ".celeryev/worker.heartbeat"
+OFFLINE_SUFFIX: Final = ".celeryev/worker.offline"
+PIDBOX_SUFFIX: Final = ".celery.pidbox"  # celery/app/control.py: the `celery.pidbox` exchange
+REPLY_SUFFIX: Final = ".reply.celery.pidbox"  # `<oid>.reply.celery.pidbox`: replies, LPUSHed
+
+
+def result_key(task_id: str) -> str:
+    """The key (and pub/sub channel) a task's result is stored under."""
+    return f"{RESULT_PREFIX}{task_id}"
+
+
+def group_key(group_id: str, suffix: str = "") -> str:
+    """A group's result key; chords add `.j`, `.t` … (celery/backends/redis.py)."""
+    return f"{GROUP_PREFIX}{group_id}{suffix}"
+
+
+def pidbox_channel(db: int = 0) -> str:
+    """The channel broadcast control commands are published on."""
+    return f"/{db}{PIDBOX_SUFFIX}"

@@ -1,0 +1,257 @@
+"""The one merged timeline: trace hops from every process, plus what the spy saw.
+
+Every process of the app XADDs its hops to the capped stream `xray:trace`; the spy knows
+the Redis commands and which pid sent them. Merged and sorted by ts they tell one story.
+This is also the `--json-trace PATH` contract: one JSON object a line, ordered by ts
+(`write_jsonl`, read back by `read_jsonl`). Questions about the events go to
+demo.trace.query; waiting for them goes through `wait_for` / `wait_until` here.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import deque
+from collections.abc import Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import redis
+
+from demo import names
+from demo.errors import KitError
+from demo.spy.monitor import Spy
+from demo.trace import query
+from demo.trace.event import TraceEvent, args_of, normalise
+from demo.trace.query import Predicate, TaskLife
+from demo.trace.wait import wait_until
+from envoi_mails.xray import wire
+
+STREAM = names.TRACE_STREAM
+STREAM_MAXLEN = names.TRACE_STREAM_MAXLEN
+EVENTS_MAX = 200_000  # events kept in memory: a long run must not grow without limit
+CLIENT_NAME = f"{names.KIT_PREFIX}-timeline"  # the spy leaves the kit's XRANGE polling out
+PAGE = 1000
+# The spy only knows pids; these roles are guesses the trace may correct.
+_GUESSED_ROLES = (names.UNKNOWN, names.CLIENT)
+# What a task's life needs before a scene reads it: each process ships its own hops every
+# 0.1 s, so the MainProcess's task.received may land after the child's task.postrun.
+WHOLE_LIFE = ("task.received", "task.prerun", "task.postrun")
+
+Event = dict[str, Any]
+
+
+MARKER_PREFIX = f"{names.KIT_PREFIX}-barrier-"
+
+
+def _is_marker(event: TraceEvent) -> bool:
+    command = args_of(event)
+    return len(command) == 2 and command[1].startswith(MARKER_PREFIX)
+
+
+def _ts(event: TraceEvent) -> float:
+    return event["ts"]
+
+
+def read_jsonl(path: str | Path) -> list[TraceEvent]:
+    """A trace written by `write_jsonl` (or `--json-trace`), as TraceEvents in ts order."""
+    found = []
+    with Path(path).open(encoding="utf-8") as lines:
+        for line in lines:
+            event = normalise(json.loads(line)) if line.strip() else None
+            if event is not None:
+                found.append(event)
+    return sorted(found, key=_ts)
+
+
+def _entries(reply: Any) -> list[tuple[str, list[Event] | None]]:
+    """[(entry id, its events)] from an XRANGE/XREVRANGE reply; None for an entry that
+    envoi_mails.xray.wire cannot read."""
+    return [(str(entry_id), wire.decode(fields or {})) for entry_id, fields in reply or []]
+
+
+class Timeline:
+    """Trace events from construction on, merged with a spy's events, sorted by ts."""
+
+    def __init__(self, redis_url: str, spy: Spy | None = None, *, history: bool = False) -> None:
+        """From now on; with `history`, from the oldest event the capped stream still holds."""
+        self._redis = redis.Redis.from_url(
+            redis_url, decode_responses=True, client_name=CLIENT_NAME, socket_timeout=5
+        )
+        self._spy = spy
+        self._marker_pool = redis.ConnectionPool.from_url(redis_url)
+        # Bounded like the stream itself: older events are gone from Redis anyway.
+        self._trace: deque[TraceEvent] = deque(maxlen=EVENTS_MAX)
+        self._roles: dict[int, str] = {}
+        self.undecodable = 0
+        try:
+            last = self._redis.xrevrange(STREAM, "+", "-", count=1)
+        except redis.RedisError as exc:
+            raise KitError(f"cannot read the trace stream {STREAM} at {redis_url}: {exc}") from None
+        # Only the newest entry's id is needed here, not its events.
+        self._cursor = str(last[0][0]) if last and not history else "0-0"
+
+    def events(self) -> list[TraceEvent]:
+        """Every event since construction (trace and spy), ordered by ts.
+
+        A spy event whose role is only a guess ("unknown", "client") takes the role its
+        pid declared in its own trace events: the process knows what it is.
+        """
+        self._pull()
+        spied = []
+        for raw in self._spy.events() if self._spy else []:
+            event = normalise(raw)
+            if event is not None and not _is_marker(event):
+                spied.append(self._relabel(event))
+        return sorted([*self._trace, *spied], key=_ts)
+
+    def settle(self, timeout: float = 5.0) -> None:
+        """Return once the spy has shown every command sent before this call.
+
+        MONITOR reports commands in the order Redis ran them: once the spy shows a marker
+        read sent now, it has shown all that came before. A check that something did NOT
+        happen, or a trace written to a file, is only complete after this. The marker goes
+        on an unnamed connection (the spy hides the kit's named ones) and is then hidden.
+        """
+        if self._spy is None:
+            return
+        marker = f"{MARKER_PREFIX}{uuid.uuid4()}"
+        with redis.Redis(connection_pool=self._marker_pool) as client:
+            client.exists(marker)
+        spy = self._spy
+        wait_until(
+            lambda: any(marker in e.get("command", ()) for e in spy.events()),
+            timeout=timeout,
+            what="the spy catching up with Redis",
+        )
+
+    def for_task(self, task_id: str) -> list[TraceEvent]:
+        """The events that carry this task id, ordered by ts."""
+        return [event for event in self.events() if event.get("task_id") == task_id]
+
+    def select(self, **criteria: Any) -> list[TraceEvent]:
+        """The events so far matching demo.trace.query.where(**criteria)."""
+        return query.select(self.events(), **criteria)
+
+    def first(self, **criteria: Any) -> TraceEvent | None:
+        """The first event so far matching demo.trace.query.where(**criteria), or None."""
+        return query.first(self.events(), **criteria)
+
+    def wait_until(
+        self,
+        predicate: Predicate | None = None,
+        *,
+        count: int = 1,
+        timeout: float,
+        what: str,
+        **criteria: Any,
+    ) -> list[TraceEvent]:
+        """The first `count` events (by ts) matching `predicate` and `criteria` (see
+        demo.trace.query.where), once all of them are on the timeline.
+
+        All at once, not one at a time: several processes ship their events on their own
+        0.1 s ticks, so a later event may land first. KitError at the deadline, saying how
+        many of `count` were seen.
+        """
+        by_criteria = query.where(**criteria)
+        seen: list[TraceEvent] = []
+
+        def enough() -> list[TraceEvent] | None:
+            nonlocal seen
+            seen = [
+                e for e in self.events() if by_criteria(e) and (predicate is None or predicate(e))
+            ]
+            return seen[:count] if len(seen) >= count else None
+
+        return wait_until(
+            enough, timeout=timeout, what=what, progress=lambda: f"{len(seen)} of {count} seen"
+        )
+
+    def wait_for(
+        self, predicate: Predicate | None = None, *, timeout: float, what: str, **criteria: Any
+    ) -> TraceEvent:
+        """The first event (by ts) matching `predicate` and `criteria`, once it is on the
+        timeline; KitError("<what>: not seen within <timeout> s") at the deadline."""
+        return self.wait_until(predicate, timeout=timeout, what=what, **criteria)[0]
+
+    def wait_lives(
+        self,
+        task_ids: Iterable[str],
+        *,
+        timeout: float,
+        what: str = "the tasks to end",
+        hops: Iterable[str] = WHOLE_LIFE,
+    ) -> list[TaskLife]:
+        """Each task's life (demo.trace.query.life), once every one has all of `hops`."""
+        ids, needed = list(task_ids), tuple(hops)
+        found: list[TaskLife] = []
+
+        def whole() -> list[TaskLife] | None:
+            nonlocal found
+            found = query.lives(self.events(), ids)
+            return found if all(life.has(*needed) for life in found) else None
+
+        def progress() -> str:
+            return f"{sum(not life.has(*needed) for life in found)} of {len(ids)} not complete"
+
+        return wait_until(whole, timeout=timeout, what=what, progress=progress)
+
+    def write_jsonl(self, path: str | Path, extra: Iterable[Any] = ()) -> int:
+        """Write the timeline (plus `extra` events) to path, one JSON object a line, ordered
+        by ts; return the count."""
+        events = sorted([*self.events(), *extra], key=lambda e: float(e["ts"]))
+        with Path(path).open("w", encoding="utf-8") as out:
+            for event in events:
+                out.write(json.dumps(event, default=str, ensure_ascii=False) + "\n")
+        return len(events)
+
+    def close(self) -> None:
+        self._redis.close()
+
+    def __enter__(self) -> Timeline:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _pull(self) -> None:
+        """Read what was added to the stream since the cursor, a page at a time."""
+        while True:
+            try:
+                page = self._redis.xrange(STREAM, f"({self._cursor}", "+", count=PAGE)
+            except redis.RedisError as exc:
+                raise KitError(f"cannot read the trace stream {STREAM}: {exc}") from None
+            entries = _entries(page)
+            for entry_id, events in entries:
+                self._cursor = entry_id
+                if events is None:
+                    self.undecodable += 1
+                    continue
+                for event in events:
+                    self._add_event(event)
+            if len(entries) < PAGE:
+                return
+
+    def _add_event(self, raw: Any) -> None:
+        event = normalise(raw) if isinstance(raw, dict) else None
+        if event is None:
+            self.undecodable += 1
+            return
+        self._trace.append(event)
+        pid, role = event["pid"], event["role"]
+        # A process may speak as "client" before a worker signal names it: keep the
+        # most specific role it ever declared.
+        if pid is not None and (role not in _GUESSED_ROLES or pid not in self._roles):
+            self._roles[pid] = role
+
+    def _relabel(self, event: TraceEvent) -> TraceEvent:
+        declared = self._roles.get(event["pid"] or -1)
+        if declared and event["role"] in _GUESSED_ROLES and declared != event["role"]:
+            return {**event, "role": declared}
+        return event
