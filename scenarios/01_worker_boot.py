@@ -18,6 +18,7 @@ from demo.render import tables as ev
 from demo.render.inspect import escape, render_bindings
 from demo.scenes import processes as proc
 from demo.scenes.frame import Scenario, run
+from demo.trace import query as q
 
 QUEUE_LISTS = ["celery", "celery\x06\x163", "celery\x06\x166", "celery\x06\x169"]
 TASK_ROUTE = ("celery", "celery", "celery")  # exchange, routing key, queue
@@ -42,7 +43,7 @@ def story(s: Scenario) -> None:
             len(kids) == 2 and {c.ppid for c in pool.children} == {worker.pid},
             f"MainProcess {worker.pid}, children {kids}",
         )
-        talks = ev.first(tl.events(), event="redis.command", role="worker-main")
+        talks = q.first(tl.events(), event="redis.command", role="worker-main")
         s.expect(
             "both were forked (OS start time) before the MainProcess's first Redis command",
             talks is not None and max(c.create_time for c in pool.children) <= talks["ts"],
@@ -60,13 +61,13 @@ def story(s: Scenario) -> None:
         s.show(ev.hops_table([init, *inits, ready], "the worker's start, as its processes told it"))
         s.expect(
             "one child.init per OS child, each from a pid whose parent is the worker",
-            sorted(e["pid"] for e in inits) == kids,
+            sorted(e["pid"] or 0 for e in inits) == kids,
             f"{[e['pid'] for e in inits]}",
         )
         forked_in_time = all(init["ts"] < e["ts"] < ready["ts"] for e in inits)
         s.expect("both were forked after worker_init, before worker_ready", forked_in_time)
         s.expect("worker_ready's pool list is the OS children", sorted(ready["children"]) == kids)
-        s.expect("no task ran: they wait for work", not ev.select(tl.events(), event="task.prerun"))
+        s.expect("no task ran: they wait for work", not q.select(tl.events(), event="task.prerun"))
 
     with s.step(
         "3. The worker reports the same pids",
@@ -124,7 +125,7 @@ def story(s: Scenario) -> None:
             ev.commands_table(loops, "BRPOP"),
             f"seconds apart: {', '.join(f'{g:.3f}' for g in gaps)}",
         )
-        sent = ev.select(tl.events(), event="redis.command")
+        sent = q.select(tl.events(), event="redis.command")
         s.expect(
             "BRPOP names celery and its priority lists 3, 6, 9, with timeout 1",
             loops[0]["command"][1:] == [*QUEUE_LISTS, "1"],

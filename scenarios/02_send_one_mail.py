@@ -18,6 +18,7 @@ from demo.protocol.envelope import decode_envelope, decode_result
 from demo.render import tables as ev
 from demo.render.sequence_text import to_rich
 from demo.scenes.frame import Scenario, run
+from demo.trace import query as q
 from demo.trace.sequence import build_sequence
 
 ADDRESS = "destinataire@example.com"
@@ -38,7 +39,7 @@ def story(s: Scenario) -> None:
             timeout=10,
             what="the LPUSH of the task",
         )
-        sub = ev.first(tl.events(), command="SUBSCRIBE", task_id=result.id)
+        sub = q.first(tl.events(), command="SUBSCRIBE", task_id=result.id)
         s.show(ev.commands_table(tl.for_task(result.id)))
         s.expect(
             "the LPUSH onto 'celery' comes from this client process",
@@ -87,9 +88,9 @@ def story(s: Scenario) -> None:
         )
         events = tl.for_task(result.id)
         s.show(ev.commands_table(events), ev.process_table(worker.pid))
-        brpop = ev.first(tl.events(), command="BRPOP", role="worker-main")
-        reserve = ev.first(events, command="HSET", key="unacked")
-        ack = ev.first(events, command="HDEL", key="unacked")
+        brpop = q.first(tl.events(), command="BRPOP", role="worker-main")
+        reserve = q.first(events, command="HSET", key_prefix="unacked")
+        ack = q.first(events, command="HDEL", key_prefix="unacked")
         s.expect(
             "BRPOP on celery comes from the worker's MainProcess",
             brpop is not None and brpop["pid"] == worker.pid,
@@ -136,7 +137,7 @@ def story(s: Scenario) -> None:
                 return e.get("event") == "log" and e.get("task_id") == result.id and word in message
 
             tl.wait_for(line, timeout=10, what=f"the '{word}' log line")
-        logs = ev.select(tl.for_task(result.id), event="log")
+        logs = q.select(tl.for_task(result.id), event="log")
         s.show(ev.logs_table(logs))
         received = [e for e in logs if e["message"].endswith("received")]
         succeeded = [e for e in logs if " succeeded in " in e["message"]]
@@ -185,7 +186,7 @@ def story(s: Scenario) -> None:
         tl.settle()
         on_key = [
             e
-            for e in ev.select(tl.for_task(sum_.id), event="redis.command")
+            for e in q.select(tl.for_task(sum_.id), event="redis.command")
             if e["pid"] == worker.pid and e["command"][1].startswith("celery-task-meta-")
         ]
         s.show(ev.commands_table(tl.for_task(sum_.id)))

@@ -17,6 +17,7 @@ from rich.pretty import Pretty
 from demo.render import tables as ev
 from demo.scenes import results as res
 from demo.scenes.frame import Scenario, run
+from demo.trace import query as q
 
 
 def story(s: Scenario) -> None:
@@ -41,10 +42,10 @@ def story(s: Scenario) -> None:
         )
         tl.settle()
         events, child = tl.for_task(result.id), setex["pid"]
-        s.show(ev.commands_table(events), ev.hops_table(ev.select(events, role="client")))
-        writes = [e["command"][0] for e in ev.select(events, key=key) if e["pid"] == child]
-        late_gets = [e for e in ev.select(events, command="GET") if e["ts"] > setex["ts"]]
-        main = [e for e in ev.select(tl.events(), key=key) if e["pid"] == worker.pid]
+        s.show(ev.commands_table(events), ev.hops_table(q.select(events, role="client")))
+        writes = [e["command"][0] for e in q.select(events, key_prefix=key) if e["pid"] == child]
+        late_gets = [e for e in q.select(events, command="GET") if e["ts"] > setex["ts"]]
+        main = [e for e in q.select(tl.events(), key=key) if e["pid"] == worker.pid]
         ok = sub["pid"] == push["pid"] == me and sub["ts"] < push["ts"]
         s.expect("SUBSCRIBE comes before LPUSH, both from this client", ok)
         ok = child in worker.children() and writes == ["GET", "SETEX", "PUBLISH"]
@@ -83,7 +84,7 @@ def story(s: Scenario) -> None:
         tl.settle()
         theirs = [e for e in tl.for_task(result.id) if e.get("pid") == fetched.pid]
         s.show(Pretty(fetched.output), ev.commands_table(theirs, "Redis commands of that process"))
-        got, known = ev.first(theirs, command="GET"), {me, worker.pid, *worker.children()}
+        got, known = q.first(theirs, command="GET"), {me, worker.pid, *worker.children()}
         ok = fetched.returncode == 0 and (fetched.output or {}).get("result") == value
         s.expect("it prints the same result", ok, fetched.stderr[-200:])
         ok = got is not None and fetched.pid not in known
@@ -123,8 +124,8 @@ def story(s: Scenario) -> None:
         tl.settle()
         events, key = tl.for_task(ignored.id), res.result_key(ignored.id)
         s.show(ev.hops_table(events), ev.commands_table(events))
-        ran = ev.first(events, event="task.success")
-        on_key, exists = ev.select(events, key=key), r.exists(key)
+        ran = q.first(events, event="task.success")
+        on_key, exists = q.select(events, key_prefix=key), r.exists(key)
         ok = ran is not None and ran["pid"] in worker.children()
         s.expect("the task ran (task.success in a pool child)", ok)
         s.expect(
@@ -161,7 +162,7 @@ def story(s: Scenario) -> None:
         s.expect("the stored traceback goes through assert_will_not_block", ok)
         ok = push["pid"] == runner and push["role"] == "pool-child"
         s.expect("the inner add was published anyway, by that pool child", ok, f"pid {push['pid']}")
-        subs = ev.select(tl.for_task(inner), command="SUBSCRIBE")
+        subs = q.select(tl.for_task(inner), command="SUBSCRIBE")
         s.expect("… without a SUBSCRIBE: a pool child never listens for results", not subs)
         ok = done["pid"] in worker.children()
         s.expect("… and it ran: its result is stored all the same", ok, f"by pid {done['pid']}")

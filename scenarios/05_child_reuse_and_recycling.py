@@ -13,6 +13,7 @@ from collections import Counter
 from demo.render import tables as ev
 from demo.scenes import processes as proc
 from demo.scenes.frame import Scenario, run
+from demo.trace import query as q
 
 RUNS, BATCH, MAX_TASKS, QUEUE = 20, 12, 3, "recycle"
 
@@ -138,7 +139,7 @@ def story(s: Scenario) -> None:
         )
         told = [
             e["message"]
-            for e in ev.select(events, event="log")
+            for e in q.select(events, event="log")
             if e["ts"] > since
             and e["pid"] == recycler.pid
             and not e["message"].endswith(" received")

@@ -16,6 +16,8 @@ from rich.pretty import Pretty
 from demo.render import tables as ev
 from demo.scenes import failures as fx
 from demo.scenes.frame import Scenario, run
+from demo.trace import query as q
+from demo.trace.event import args_of
 
 MESSAGE, ADDRESS, DOWN = "échec voulu", "destinataire@example.com", "smtp-down"
 EXC = {"exc_type": "TeachingError", "exc_message": [MESSAGE], "exc_module": "envoi_mails.tasks"}
@@ -54,9 +56,9 @@ def story(s: Scenario) -> None:
         s.expect("the client re-raises a TeachingError, rebuilt from exc_module/exc_type", ok)
         # Early ack: the MainProcess acks on the child's ACK, while the child already runs
         # the task; for a task this short, its SETEX may come first (a race, not an order).
-        ack, where = ev.first(events, command="HDEL"), fx.whereabouts(r, "celery", result.id)
-        started = ev.first(events, event="task.accepted")
-        acked = ev.first(events, event="task.acked")
+        ack, where = q.first(events, command="HDEL"), fx.whereabouts(r, "celery", result.id)
+        started = q.first(events, event="task.accepted")
+        acked = q.first(events, event="task.acked")
         ok = (
             ack is not None
             and ack["pid"] == worker.pid
@@ -118,8 +120,8 @@ def story(s: Scenario) -> None:
         "Each failed try stores RETRY with that try's exception, after the new message is "
         "published. `result.get()` skips RETRY and keeps waiting for a final state.",
     ):
-        states, logs = fx.stored(events, result.id), ev.select(events, event="log")
-        s.show(ev.commands_table(ev.select(events, command="SETEX")), ev.logs_table(logs))
+        states, logs = fx.stored(events, result.id), q.select(events, event="log")
+        s.show(ev.commands_table(q.select(events, command="SETEX")), ev.logs_table(logs))
         ok = [x.status for x in states] == ["RETRY", "RETRY", "SUCCESS"]
         s.expect(
             "RETRY, RETRY, SUCCESS, each SETEX from that child", ok and fx.pids(states) == {kid}
@@ -167,7 +169,7 @@ def story(s: Scenario) -> None:
             ok = len(got) == 1 == len(sink.mails())
             s.expect("exactly one mail, Message-ID <task_id@envoi-mails>", ok)
             s.expect("it took at least two tries", value["tries"] >= 2, f"tries: {value['tries']}")
-            queues = {ev.args_of(p.event)[1] for p in sent}
+            queues = {args_of(p.event)[1] for p in sent}
             ok = queues == {DOWN} and len(sent) == value["tries"]
             s.expect("one message per try, every retry on the queue `smtp-down`", ok, str(queues))
             s.show(s.flower(f"task/{mail.id}"))

@@ -17,6 +17,8 @@ from demo.render import tables as ev
 from demo.render.sequence_text import to_rich
 from demo.scenes import failures as fx
 from demo.scenes.frame import Scenario, run
+from demo.trace import query as q
+from demo.trace.event import args_of
 from demo.trace.sequence import build_sequence
 
 LATE, LATE_S = "late", 4.0  # slow_late's queue, and how long it sleeps
@@ -66,7 +68,9 @@ def story(s: Scenario) -> None:
         s.expect("SETEX FAILURE, result.stored and task_failure: all in the MainProcess", ok)
         ok = meta["result"]["exc_type"] == "WorkerLostError" and "(SIGKILL)" in str(meta["result"])
         s.expect("stored: WorkerLostError('Worker exited prematurely: signal 9 (SIGKILL) …')", ok)
-        gets = fx.pids_of(ev.select(events, key="celery-task-meta"), "GET", before=setex["ts"])
+        gets = fx.pids_of(
+            q.select(events, key_prefix="celery-task-meta"), "GET", before=setex["ts"]
+        )
         ok = gets.count(worker.pid) == 2 and set(gets) <= {worker.pid, os.getpid()}
         s.expect("first the MainProcess GETs it twice: did the child store SUCCESS? (5.7)", ok)
         ok = [x.endswith("exited with 'signal 9 (SIGKILL)'") for x in exited] == [True]
@@ -136,7 +140,7 @@ def story(s: Scenario) -> None:
         events = tl.for_task(result.id)
         sent = fx.pushes(events, result.id)
         s.show(ev.commands_table(tx), fx.pushes_table(sent, sent[0].event["ts"], "its messages"))
-        names = [ev.args_of(e)[0] for e in tx]
+        names = [args_of(e)[0] for e in tx]
         ok = names == RESTORE and {e["pid"] for e in tx} == {late.pid}
         s.expect("from the MainProcess: WATCH, HGET, MULTI, ZREM, HDEL, LPUSH, EXEC", ok)
         ok = sent[-1].envelope.task_id == result.id and sent[-1].redelivered
@@ -154,7 +158,7 @@ def story(s: Scenario) -> None:
         tl.wait_for(fx.hop("task.acked", result.id), timeout=10, what="the late ack's hop")
         events = fx.by_connection(fx.settle(tl, r, result.id, "SUCCESS"))
         runs, got = fx.pids_of(events, "task.prerun"), fx.pids_of(events, "task.received")
-        states, acks = fx.stored(events, result.id), ev.select(events, command="HDEL")
+        states, acks = fx.stored(events, result.id), q.select(events, command="HDEL")
         s.show(ev.hops_table(fx.hops(events, "task.received", "task.prerun", "task.acked")))
         ok = got == [late.pid] * 2 and len(runs) == 2 and runs[0] == victim != runs[1]
         s.expect("received twice by the MainProcess; run by the killed child, then another", ok)

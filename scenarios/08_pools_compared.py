@@ -18,6 +18,7 @@ from demo.scenes import pools
 from demo.scenes import processes as proc
 from demo.scenes import results as res
 from demo.scenes.frame import Scenario, run
+from demo.trace.event import who
 
 POOLS = {"prefork": ["-c", "2"], "threads": ["-c", "2"], "solo": []}
 SLOW = 3.0
@@ -72,8 +73,8 @@ def story(s: Scenario) -> None:
         for a in asked.values():  # prefork: the MainProcess's hop may land after the child's
             tl.wait_for(res.is_hop("task.accepted", a.id), timeout=10, what="the task.accepted hop")
         events = tl.events()
-        pre = {k: pools.hop(events, "task.prerun", a.id) or {} for k, a in asked.items()}
-        acc = {k: pools.hop(events, "task.accepted", a.id) or {} for k, a in asked.items()}
+        pre = {k: pools.hop(events, "task.prerun", a.id) for k, a in asked.items()}
+        acc = {k: pools.hop(events, "task.accepted", a.id) for k, a in asked.items()}
         s.show(pools.whoami_table({k: (w[k].pid, said[k], pre[k], acc[k]) for k in w}))
         s.expect(
             "prefork: a pool child ran it; its parent is the MainProcess",
@@ -88,7 +89,12 @@ def story(s: Scenario) -> None:
             )
         s.expect(
             "in all three, the task.prerun hop and the accepted pid are the pid it returned",
-            all(pre[k].get("pid") == acc[k].get("child_pid") == said[k]["pid"] for k in w),
+            all(
+                (p := pre[k]) is not None
+                and (a := acc[k]) is not None
+                and p["pid"] == a.get("child_pid") == said[k]["pid"]
+                for k in w
+            ),
         )
 
     with s.step(
@@ -99,8 +105,9 @@ def story(s: Scenario) -> None:
     ):
         tl.settle()
         events = tl.events()
-        wrote = {k: pools.setex(events, a.id) or {} for k, a in asked.items()}
-        s.show(ev.commands_table(sorted(wrote.values(), key=lambda e: e.get("ts", 0)), "SETEX"))
+        wrote = {k: pools.setex(events, a.id) for k, a in asked.items()}
+        setexes = sorted((e for e in wrote.values() if e is not None), key=lambda e: e["ts"])
+        s.show(ev.commands_table(setexes, "SETEX"))
         s.expect(
             "prefork: a pool child sent the SETEX (role pool-child, its parent the MainProcess)",
             pools.who(wrote["prefork"]) == ("pool-child", said["prefork"]["pid"], w["prefork"].pid),
@@ -109,7 +116,7 @@ def story(s: Scenario) -> None:
             s.expect(
                 f"{k}: the MainProcess sent it; the trace's role for it: worker-main",
                 pools.who(wrote[k])[:2] == ("worker-main", w[k].pid),
-                f"{wrote[k].get('role')} {wrote[k].get('pid')}",
+                who(e) if (e := wrote[k]) is not None else "no SETEX seen",
             )
         roles = {k: pools.hop_roles(events, w[k].pid) for k in w}
         s.show(f"roles the MainProcesses give themselves in their hops: {roles}")

@@ -19,6 +19,8 @@ from demo.scenes import canvas as cv
 from demo.scenes import processes as proc
 from demo.scenes import results as res
 from demo.scenes.frame import Scenario, run
+from demo.trace import query as q
+from demo.trace.event import args_of, at
 
 WAIT = 3  # countdown of the last chord header task: time to read the keys half-way
 
@@ -81,7 +83,7 @@ def story(s: Scenario) -> None:
         values, members = g.get(timeout=30), [x.id for x in g.results]
         tl.settle()
         msgs = cv.published(tl.events(), members)
-        touched = ev.select(tl.events(), key=cv.group_key(g.id))
+        touched = q.select(tl.events(), key=cv.group_key(g.id))
         s.show(cv.published_table(msgs, {}, t0, f"group {g.id[:8]}: one message per task"))
         tags = list(zip(cv.headers(msgs, "group"), cv.headers(msgs, "group_index"), strict=True))
         s.expect(
@@ -98,7 +100,7 @@ def story(s: Scenario) -> None:
         s.show(ev.commands_table([saved], "g.save()"))
         s.expect(
             "save(): the client itself writes celery-taskset-meta-<gid>, for 86400 s",
-            saved["pid"] == me and ev.args_of(saved)[2] == "86400",
+            saved["pid"] == me and args_of(saved)[2] == "86400",
         )
 
     with s.step(
@@ -114,7 +116,7 @@ def story(s: Scenario) -> None:
         counted = cv.wait_command(tl, "ZADD", cv.group_key(gid, ".j"), count=2)
         skey = cv.group_key(gid, ".s")
         mid, size, events = cv.group_keys(r, gid), r.get(skey), tl.events()
-        early = ev.first(events, event="task.prerun", task_id=members[2])
+        early = q.first(events, event="task.prerun", task_id=members[2])
         ran = proc.wait_ran(tl, members[:2])
         msgs, sized = cv.published(events, members), cv.first_command(events, "SET", skey)
         took = f"+{time.time() - t0:.1f} s"
@@ -130,12 +132,12 @@ def story(s: Scenario) -> None:
         s.expect(
             "the client sets the size (SET .s 3 EX 86400) just before the LAST header push",
             cv.sent(sized, me, "3", "EX", "86400")
-            and max(m.ts for m in msgs[:2]) < (sized or {})["ts"] < msgs[2].ts,
+            and max(m.ts for m in msgs[:2]) < at(sized) < msgs[2].ts,
         )
         s.expect(
             "parts 1 and 2 were counted (ZADD .j, in Lua) by the children that ran them",
             # Two children run parts 1 and 2 at once: either may be counted first.
-            sorted(e["pid"] for e in counted) == sorted(ran.get(m) or 0 for m in members[:2]),
+            sorted(e["pid"] or 0 for e in counted) == sorted(ran.get(m) or 0 for m in members[:2]),
         )
         kinds = {k: (v.type, v.size) for k, v in mid.items()}
         ttl = min((v.ttl_s or 0 for v in mid.values()), default=0)

@@ -21,6 +21,7 @@ from demo.scenes import processes as proc
 from demo.scenes import results as res
 from demo.scenes import timing as tm
 from demo.scenes.frame import Scenario, run
+from demo.trace.event import args_of, at, pid_of
 
 COUNTDOWN, LIMIT = 4, 1  # seconds
 REVOKED = "REVOKED TaskRevokedError"
@@ -62,15 +63,15 @@ def story(s: Scenario) -> None:
         mine = [e for e in held.entries if e.message.task_id == task.id]
         s.expect(
             "while it waits: reserved in `unacked`, not in the list, not started",
-            bool(mine) and listed == 0 and looked < min(eta, ev.at(t.started)),
+            bool(mine) and listed == 0 and looked < min(eta, at(t.started)),
         )
         s.expect(
             "`inspect scheduled` lists it with that ETA", abs(sched.get(task.id, 0) - eta) < 0.01
         )
         s.expect(
             "a child started it at its ETA; the MainProcess acked it (HDEL) only then",
-            min(ev.at(t.started), ev.at(t.acked)) >= eta - 0.05
-            and ev.pid_of(t.acked) == worker.pid
+            min(at(t.started), at(t.acked)) >= eta - 0.05
+            and pid_of(t.acked) == worker.pid
             and value == "3",
         )
 
@@ -99,7 +100,7 @@ def story(s: Scenario) -> None:
             bool(scans) and all(abs(x.lag - 3600) < 5 for x in scans),
             f"{[round(x.lag, 1) for x in scans]}",
         )
-        sweepers = {ev.pid_of(x.event) for x in scans}
+        sweepers = {pid_of(x.event) for x in scans}
         # The worker's sweep at start and the one of start_worker's ping can meet: the
         # loser finds the mutex held and skips. So for the worker, the try is the fact.
         s.expect(
@@ -108,10 +109,10 @@ def story(s: Scenario) -> None:
             worker.pid in tm.restore_tries(tl.events()) and me in sweepers,
             f"sweeps by {sorted(p for p in sweepers if p is not None)}",
         )
-        score = float(ev.args_of(t.reserved)[2]) if t.reserved else 0.0
+        score = float(args_of(t.reserved)[2]) if t.reserved else 0.0
         s.expect(
             "the clock starts at receipt: the score is when the MainProcess took it, not the ETA",
-            ev.pid_of(t.reserved) == worker.pid and abs(score - got["ts"]) < 1,
+            pid_of(t.reserved) == worker.pid and abs(score - got["ts"]) < 1,
             f"if still unacked, visible again at {clock(mine[0].visible_again_at)}",
         )
 
@@ -146,17 +147,17 @@ def story(s: Scenario) -> None:
         )
         s.expect(
             "the client PUBLISHes `revoke` on /0.celery.pidbox",
-            ev.pid_of(sent) == me and tm.control_command(sent) == ("revoke", victim.id),
+            pid_of(sent) == me and tm.control_command(sent) == ("revoke", victim.id),
         )
         s.expect(
             "the MainProcess stores REVOKED at once, while the task still waits (celery#9869)",
-            v.stored[:1] == [(worker.pid, REVOKED)] and ev.at(v.writes[0]) < ev.at(busy.ended),
+            v.stored[:1] == [(worker.pid, REVOKED)] and at(v.writes[0]) < at(busy.ended),
         )
         s.expect(
             "when its turn comes, the MainProcess discards it and acks it: no child ever ran it",
             v.started is None
-            and ev.pid_of(v.acked) == worker.pid
-            and ev.at(busy.ended) < ev.at(v.acked) < float("inf"),
+            and pid_of(v.acked) == worker.pid
+            and at(busy.ended) < at(v.acked) < float("inf"),
         )
         s.expect(
             "REVOKED is written twice, both times by the MainProcess; the client reads REVOKED",
@@ -175,9 +176,9 @@ def story(s: Scenario) -> None:
         tl.wait_for(res.is_hop("task.postrun", soft.id), timeout=10, what="the task.postrun hop")
         tl.settle()  # the child's SETEX, as the spy saw it
         t = tm.trail(tl.events(), soft.id)
-        child = ev.pid_of(t.started)
+        child = pid_of(t.started)
         s.show(ev.logs_table(t.logs), ev.commands_table(t.writes))
-        s.expect("the MainProcess logs the WARNING", ev.pid_of(warn) == worker.pid)
+        s.expect("the MainProcess logs the WARNING", pid_of(warn) == worker.pid)
         s.expect(
             "the child itself stores FAILURE SoftTimeLimitExceeded; the client gets that exception",
             t.stored == [(child, "FAILURE SoftTimeLimitExceeded")]
@@ -185,7 +186,7 @@ def story(s: Scenario) -> None:
         )
         s.expect(
             "slow(5) stopped early, and the child lives on",
-            ev.at(t.ended) - ev.at(t.started) < 4 and child in worker.children(),
+            at(t.ended) - at(t.started) < 4 and child in worker.children(),
             f"pid {child}",
         )
 
@@ -201,10 +202,10 @@ def story(s: Scenario) -> None:
         fresh = tm.wait_new_child(tl, worker.pid, since)
         tl.settle()
         t, kids = tm.trail(tl.events(), hard.id), worker.children()
-        killed = ev.pid_of(t.started)
+        killed = pid_of(t.started)
         logs = tm.logs_of(tl.events(), worker.pid, since)
         s.show(ev.logs_table(logs), ev.commands_table(t.writes), ev.process_table(worker.pid))
-        s.expect("the MainProcess logs the ERROR", ev.pid_of(err) == worker.pid)
+        s.expect("the MainProcess logs the ERROR", pid_of(err) == worker.pid)
         s.expect(
             "FAILURE TimeLimitExceeded is stored by the MainProcess; the client gets the exception",
             set(t.stored) == {(worker.pid, "FAILURE TimeLimitExceeded")}
@@ -212,12 +213,12 @@ def story(s: Scenario) -> None:
         )
         s.expect(
             "… twice in Celery 5.7 (Request.on_failure, then on_timeout), with two task_failure",
-            len(t.writes) == 2 and [ev.pid_of(e) for e in t.failures] == [worker.pid] * 2,
+            len(t.writes) == 2 and [pid_of(e) for e in t.failures] == [worker.pid] * 2,
         )
         s.expect(
             "the child that ran it is gone; a newly forked child took its place",
-            killed not in kids and ev.pid_of(fresh) in kids and ev.pid_of(fresh) != killed,
-            f"{killed} → {ev.pid_of(fresh)}",
+            killed not in kids and pid_of(fresh) in kids and pid_of(fresh) != killed,
+            f"{killed} → {pid_of(fresh)}",
         )
         s.show(s.flower(f"task/{hard.id}"))
 

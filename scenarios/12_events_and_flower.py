@@ -19,6 +19,7 @@ from demo.scenes import events_view as evs
 from demo.scenes import processes as proc
 from demo.scenes import results as res
 from demo.scenes.frame import Scenario, run
+from demo.trace import query as q
 
 LIFE = ["task-received", "task-started", "task-succeeded"]
 
@@ -38,7 +39,7 @@ def story(s: Scenario) -> None:
         evs.wait_all([add.apply_async((2, 3), queue="plain")])
         beats = evs.wait_heartbeats(tl, plain.pid, 2)
         tl.settle()  # every command sent so far is on the timeline: absence is sound
-        told = ev.select(tl.events(), event="task.event")
+        told = q.select(tl.events(), event="task.event")
         s.show(ev.commands_table(beats, "heartbeats of the worker started without -E"))
         s.expect(
             "no task event goes out: no PUBLISH on /0.celeryev/task.multi, no task.event hop",
@@ -60,7 +61,7 @@ def story(s: Scenario) -> None:
         worker = s.start_worker("events", extra=["-c", "2"])
         evs.wait_all([one := add.delay(2, 3)])
         sent = evs.wait_task_events(tl, {one.id})
-        setex = ev.first(tl.for_task(one.id), command="SETEX")
+        setex = q.first(tl.for_task(one.id), command="SETEX")
         mine, child = evs.task_events(sent, one.id), setex["pid"] if setex else None
         s.show(evs.batches_table(sent, {one.id: one.id[:8]}, "task.multi PUBLISHes, add(2, 3)"))
         s.expect(

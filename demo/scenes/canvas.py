@@ -18,12 +18,12 @@ from rich.table import Table
 
 from demo import inspectors as ins
 from demo.protocol.envelope import Envelope, EnvelopeError, decode_envelope
-from demo.render.tables import args_of
 from demo.scenes.processes import wait_for_each
 from demo.scenes.results import writes_of
+from demo.trace.event import TraceEvent, args_of
 from demo.trace.timeline import Timeline
 
-Event = Mapping[str, Any]
+Event = TraceEvent
 GROUP_PREFIX = "celery-taskset-meta-"  # celery/backends/base.py KeyValueStoreBackend
 
 

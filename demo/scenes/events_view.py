@@ -31,9 +31,10 @@ from demo.protocol.envelope import EnvelopeError, decode_event_body
 from demo.render.inspect import escape
 from demo.scenes.processes import command_is, ran_by, wait_for_each
 from demo.stack.flower import Flower
+from demo.trace.event import TraceEvent
 from demo.trace.timeline import Timeline
 
-Event = Mapping[str, Any]
+Event = TraceEvent
 TASK_MULTI = ".celeryev/task.multi"
 HEARTBEAT = ".celeryev/worker.heartbeat"
 PIDBOX = ".celery.pidbox"

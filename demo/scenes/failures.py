@@ -25,13 +25,13 @@ from demo import inspectors
 from demo.errors import KitError
 from demo.protocol.commands import short
 from demo.protocol.envelope import Envelope, EnvelopeError, decode_envelope, decode_result
-from demo.render.tables import args_of
 from demo.scenes.results import result_key
 from demo.stack.procs import free_port
 from demo.stack.smtp_sink import SmtpSink
+from demo.trace.event import TraceEvent, args_of
 from demo.trace.timeline import Timeline
 
-Event = Mapping[str, Any]
+Event = TraceEvent
 PUSHES = ("LPUSH", "RPUSH")
 
 
@@ -167,7 +167,7 @@ def stored(events: Iterable[Event], task_id: str) -> list[Stored]:
 
 def pids(found: Iterable[Stored]) -> set[int]:
     """The pids that sent these SETEXes."""
-    return {int(x.event["pid"]) for x in found}
+    return {(x.event["pid"] or 0) for x in found}
 
 
 def meta_view(meta: Mapping[str, Any], lines: int = 3) -> dict[str, Any]:
@@ -380,7 +380,7 @@ def log_lines(path: Path, contains: str) -> list[str]:
 def pids_of(events: Iterable[Event], *names: str, before: float = float("inf")) -> list[int]:
     """The pids behind the hops or Redis commands named, in order (those before `before`)."""
     return [
-        int(e["pid"])
+        (e["pid"] or 0)
         for e in events
         if (e.get("event") in names or is_command(e, *names)) and float(e["ts"]) < before
     ]

@@ -21,9 +21,10 @@ from demo.inspectors import pool_processes
 from demo.scenes import processes as proc
 from demo.scenes import results as res
 from demo.stack.worker import Worker
+from demo.trace.event import TraceEvent, pid_of
 from demo.trace.timeline import Timeline
 
-Event = Mapping[str, Any]
+Event = TraceEvent
 RESULT_PREFIX = "celery-task-meta-"  # celery/backends/base.py KeyValueStoreBackend
 PIDBOX = "/0.celery.pidbox"  # kombu's fanout topic for the `celery.pidbox` exchange
 REPLY_SUFFIX = ".reply.celery.pidbox"  # <oid>.reply.celery.pidbox: one list per client
@@ -70,13 +71,15 @@ def pools_table(views: Iterable[PoolView]) -> Table:
     return table
 
 
-def whoami_table(rows: Mapping[str, tuple[int, Mapping[str, Any], Event, Event]]) -> Table:
+def whoami_table(
+    rows: Mapping[str, tuple[int, Mapping[str, Any], Event | None, Event | None]],
+) -> Table:
     """pool -> (MainProcess, what whoami returned, its task.prerun hop, its task.accepted hop)."""
     table = Table(title="who ran whoami", title_justify="left")
     for column in ("pool", "MainProcess", "returned pid", "ppid", "prerun hop pid", "accepted pid"):
         table.add_column(column)
     for kind, (main, said, pre, acc) in rows.items():
-        cells = (main, said["pid"], said["ppid"], pre.get("pid"), acc.get("child_pid"))
+        cells = (main, said["pid"], said["ppid"], pid_of(pre), acc and acc.get("child_pid"))
         table.add_row(kind, *map(str, cells))
     return table
 
@@ -118,9 +121,11 @@ def brpops(
     ]
 
 
-def who(e: Event) -> tuple[str, int, int]:
-    """(role, pid, ppid) of an event's sender; ("", 0, 0) for a missing event ({})."""
-    return str(e.get("role", "")), int(e.get("pid", 0)), int(e.get("ppid", 0))
+def who(e: Event | None) -> tuple[str, int, int]:
+    """(role, pid, ppid) of the sender; ("", 0, 0) for an event never seen."""
+    if e is None:
+        return ("", 0, 0)
+    return e["role"], e["pid"] or 0, e.get("ppid") or 0
 
 
 def wait_brpop(tl: Timeline, pid: int, queue: str, timeout: float = 15.0) -> Event:
@@ -145,14 +150,14 @@ def offline_of(pid: int) -> Callable[[Event], bool]:
     )
 
 
-def moments(rows: Sequence[tuple[str, Event]], t0: float) -> Table:
+def moments(rows: Sequence[tuple[str, float | None, int | None]], t0: float) -> Table:
     """what | when (s after t0) | which pid: a few moments of one story, in time order."""
     table = Table(title="the warm shutdown, seconds after worker-offline", title_justify="left")
     for column in ("moment", "when", "pid"):
         table.add_column(column, no_wrap=True)
-    for what, e in sorted(rows, key=lambda row: float(row[1].get("ts") or 1e18)):
-        at = f"+{float(e['ts']) - t0:5.2f} s" if e.get("ts") else "not seen"
-        table.add_row(what, at, str(e.get("pid", "—")))
+    for what, when, pid in sorted(rows, key=lambda row: row[1] or 1e18):
+        at = f"+{when - t0:5.2f} s" if when else "not seen"
+        table.add_row(what, at, str(pid if pid is not None else "—"))
     return table
 
 
@@ -200,8 +205,8 @@ def wait_runs(tl: Timeline, labels: Mapping[str, str], timeout: float) -> dict[s
             float(got["ts"]),
             float(pre["ts"]),
             float(post["ts"]),
-            int(got["pid"]),
-            int(pre["pid"]),
+            (got["pid"] or 0),
+            (pre["pid"] or 0),
             str(pre.get("role")),
         )
     return runs
@@ -225,9 +230,9 @@ def runs_table(runs: Iterable[Run], t0: float, title: str) -> Table:
     return table
 
 
-def ts(e: Event) -> float:
-    """An event's time; 0.0 for a missing event ({})."""
-    return float(e.get("ts") or 0.0)
+def ts(e: Event | None) -> float:
+    """An event's time; 0.0 for a missing event."""
+    return e["ts"] if e is not None else 0.0
 
 
 def since(events: Iterable[Event], after: float) -> list[Event]:
@@ -281,27 +286,33 @@ class WarmStop:
     """A worker's warm shutdown while one of its children ran a task, from the trace."""
 
     offline: Event  # its PUBLISH of worker-offline
-    postrun: Event  # the running task's task.postrun hop ({} if not seen)
-    shutdown: Event  # its worker.shutdown hop ({} if not seen)
+    postrun: Event | None  # the running task's task.postrun hop, if seen
+    shutdown: Event | None  # its worker.shutdown hop, if seen
     exits: dict[int, float]  # child pid -> ts of its child.shutdown hop
 
     @classmethod
     def read(cls, events: Sequence[Event], offline: Event, task_id: str) -> WarmStop:
         pid = offline["pid"]
         down = next(
-            (e for e in events if e.get("event") == "worker.shutdown" and e["pid"] == pid), {}
+            (e for e in events if e.get("event") == "worker.shutdown" and e["pid"] == pid), None
         )
         exits = {
-            int(e["pid"]): float(e["ts"])
+            (e["pid"] or 0): float(e["ts"])
             for e in events
             if e.get("event") == "child.shutdown" and e.get("ppid") == pid
         }
-        return cls(offline, hop(events, "task.postrun", task_id) or {}, down, exits)
+        return cls(offline, hop(events, "task.postrun", task_id), down, exits)
 
     def table(self) -> Table:
-        rows = [("worker-offline PUBLISH", self.offline), ("the task's task.postrun", self.postrun)]
-        rows += [(f"child {k} exits", {"ts": ts, "pid": k}) for k, ts in self.exits.items()]
-        return moments([*rows, ("worker.shutdown hop", self.shutdown)], float(self.offline["ts"]))
+        def row(what: str, e: Event | None) -> tuple[str, float | None, int | None]:
+            return (what, e["ts"] if e else None, e["pid"] if e else None)
+
+        rows = [
+            row("worker-offline PUBLISH", self.offline),
+            row("the task's task.postrun", self.postrun),
+        ]
+        rows += [(f"child {k} exits", ts, k) for k, ts in self.exits.items()]
+        return moments([*rows, row("worker.shutdown hop", self.shutdown)], self.offline["ts"])
 
 
 def received_by(events: Iterable[Event], task_ids: Iterable[str]) -> dict[str, list[int]]:
@@ -309,7 +320,7 @@ def received_by(events: Iterable[Event], task_ids: Iterable[str]) -> dict[str, l
     found: dict[str, list[int]] = {tid: [] for tid in task_ids}
     for e in events:
         if e.get("event") == "task.received" and e.get("task_id") in found:
-            found[str(e["task_id"])].append(int(e["pid"]))
+            found[str(e["task_id"])].append(e["pid"] or 0)
     return found
 
 
@@ -339,7 +350,7 @@ def share_table(
 
 def parents(events: Iterable[Event]) -> dict[int, int]:
     """pid -> ppid for every process that sent a trace hop (the spy's events included)."""
-    return {int(e["pid"]): int(e["ppid"]) for e in events if e.get("pid") and e.get("ppid")}
+    return {(e["pid"] or 0): (e.get("ppid") or 0) for e in events if e.get("pid") and e.get("ppid")}
 
 
 def log_lines(log: Path, needle: str) -> list[str]:

@@ -21,9 +21,10 @@ from rich.table import Table
 from rich.text import Text
 
 from demo.errors import KitError
+from demo.trace.event import TraceEvent
 from demo.trace.timeline import Timeline
 
-Event = Mapping[str, Any]
+Event = TraceEvent
 BAR = 40  # characters of a lifeline
 
 
@@ -34,7 +35,7 @@ def ran_by(events: Iterable[Event], task_ids: Collection[str] | None = None) -> 
         tid = e.get("task_id")
         wanted = task_ids is None or tid in task_ids
         if e.get("event") == "task.prerun" and isinstance(tid, str) and tid not in found and wanted:
-            found[tid] = int(e["pid"])
+            found[tid] = e["pid"] or 0
     return found
 
 
@@ -56,14 +57,16 @@ class ChildLife:
 
 def lives(events: Sequence[Event], worker_pid: int) -> list[ChildLife]:
     """Every child of `worker_pid` the trace knows, by fork time (unknown first)."""
-    born = {int(e["pid"]): float(e["ts"]) for e in child_hops(events, worker_pid)}
-    gone = {int(e["pid"]): float(e["ts"]) for e in child_hops(events, worker_pid, "child.shutdown")}
+    born = {(e["pid"] or 0): float(e["ts"]) for e in child_hops(events, worker_pid)}
+    gone = {
+        (e["pid"] or 0): float(e["ts"]) for e in child_hops(events, worker_pid, "child.shutdown")
+    }
     ran: dict[int, list[str]] = {}
     names: dict[int, str] = {}
     for e in events:
         if e.get("ppid") != worker_pid:
             continue
-        pid = int(e["pid"])
+        pid = e["pid"] or 0
         if e.get("event") == "task.prerun":
             ran.setdefault(pid, []).append(str(e.get("task_id")))
         if e.get("event") == "log" and e.get("process_name"):
@@ -121,7 +124,7 @@ def tasks_table(
     tasks it had run by then, and the pid the task itself returned."""
     pids = ran_by(events, task_ids)
     names = {
-        int(e["pid"]): str(e["process_name"])
+        (e["pid"] or 0): str(e["process_name"])
         for e in events
         if e.get("event") == "log" and e.get("process_name")
     }

@@ -23,12 +23,12 @@ from rich.table import Table
 from demo import inspectors
 from demo.errors import KitError
 from demo.protocol.envelope import EnvelopeError, decode_result
-from demo.render.tables import args_of
+from demo.trace.event import TraceEvent, args_of
 from demo.trace.timeline import Timeline
 
 RESULT_PREFIX = "celery-task-meta-"  # celery/backends/base.py KeyValueStoreBackend
 POLL_S = 0.05
-Event = Mapping[str, Any]
+Event = TraceEvent
 
 
 def result_key(task_id: str) -> str:

@@ -16,12 +16,12 @@ from rich.table import Table
 
 from demo.errors import KitError
 from demo.render.inspect import clock
-from demo.render.tables import args_of, at, pid_of
 from demo.scenes.processes import event_body, hop_is
 from demo.scenes.results import status_of, writes_of
+from demo.trace.event import TraceEvent, args_of, at, pid_of
 from demo.trace.timeline import Timeline
 
-Event = Mapping[str, Any]
+Event = TraceEvent
 
 
 def epoch(iso: str) -> float:
