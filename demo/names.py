@@ -30,9 +30,14 @@ __all__ = [
 UNKNOWN: Final = "unknown"  # a command no process recorded and MONITOR could not place
 LUA: Final = "lua"  # a command a Lua script ran inside Redis
 SCENARIO: Final = "scenario"  # a scenario's own checked expectations, written to the trace
+KIT: Final = "kit"  # a connection of the kit itself (named KIT_PREFIX…): the spy leaves it out
+
+# Redis's MONITOR shows "lua" instead of a client address for a script's commands.
+MONITOR_LUA_ADDR: Final = "lua"
 
 # The kit's own Redis connections are named `xray…` (CLIENT SETNAME): the spy leaves them out.
 KIT_PREFIX: Final = "xray"
+SPY_CLIENT_NAME: Final = f"{KIT_PREFIX}-spy"  # the spy's connections: xray-spy, xray-spy-…
 
 # Trace event names that are not hops of a task's life.
 REDIS_COMMAND: Final = "redis.command"
@@ -41,6 +46,7 @@ LOG: Final = "log"
 # celery/backends/base.py KeyValueStoreBackend: task_keyprefix, group_keyprefix.
 RESULT_PREFIX: Final = "celery-task-meta-"
 GROUP_PREFIX: Final = "celery-taskset-meta-"
+CHORD_UNLOCK_PREFIX: Final = "chord-unlock-"  # older backends count a chord's parts here
 
 # kombu/transport/redis.py: the default queue, the reservation keys, the binding keys.
 DEFAULT_QUEUE: Final = "celery"
@@ -48,6 +54,8 @@ UNACKED: Final = "unacked"
 UNACKED_INDEX: Final = "unacked_index"
 UNACKED_MUTEX: Final = "unacked_mutex"
 BINDING_PREFIX: Final = "_kombu.binding."
+BINDING_PERMANENT_PREFIX: Final = "_kombu.binding_permanent."
+BINDING_DEADLINES: Final = "_kombu.binding_deadlines"  # a zset: exchange -> bindings' deadline
 # `_q_for_pri`: priority sub-queues are queue + SEP + n; binding members use the same separator.
 PRIORITY_SEP: Final = "\x06\x16"
 

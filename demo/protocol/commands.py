@@ -6,50 +6,65 @@ Pure functions, no I/O, over a command's arguments as strings (however they were
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-# kombu names priority sub-queues queue + SEP + n (kombu/transport/redis.py `_q_for_pri`)
-# and joins binding members with the same separator.
-PRIORITY_SEP = "\x06\x16"
+from demo import names
+from demo.names import PRIORITY_SEP
+from demo.protocol.envelope import task_id_of_envelope
 
-_RESULT = r"celery-task-meta-(?P<id>.+)"
-_GROUP = r"celery-taskset-meta-(?P<id>[^.]+)"
+__all__ = ["PRIORITY_SEP", "carried_envelopes", "describe", "queue_of", "short", "task_id_of"]
+
+_RESULT_PREFIX, _GROUP_PREFIX = re.escape(names.RESULT_PREFIX), re.escape(names.GROUP_PREFIX)
+_RESULT = rf"{_RESULT_PREFIX}(?P<id>.+)"
+_GROUP = rf"{_GROUP_PREFIX}(?P<id>[^.]+)"
 # Chord bookkeeping keys add a one-letter suffix to the group key (.j .t .s .d .c in
 # celery/backends/redis.py); older backends count with chord-unlock-<group id>.
-_CHORD = r"(?:celery-taskset-meta-|chord-unlock-)(?P<id>.+?)(?:\.[a-z])?"
-_ID_KEY = re.compile(rf"celery-task-meta-(?P<task>.+)|{_CHORD}", re.DOTALL)
+_CHORD = rf"(?:{_GROUP_PREFIX}|{re.escape(names.CHORD_UNLOCK_PREFIX)})(?P<id>.+?)(?:\.[a-z])?"
+_ID_KEY = re.compile(rf"{_RESULT_PREFIX}(?P<task>.+)|{_CHORD}", re.DOTALL)
 
 
-def _id_in_envelope(raw: str) -> str | None:
-    """headers.id of a kombu envelope, or of the first item of an unacked entry."""
-    try:
-        obj = json.loads(raw)
-    except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
-        return None
-    if isinstance(obj, list) and obj:
-        obj = obj[0]  # unacked values are [message, exchange, routing_key]
-    headers = obj.get("headers") if isinstance(obj, dict) else None
-    task_id = headers.get("id") if isinstance(headers, dict) else None
-    return task_id if isinstance(task_id, str) and task_id else None
-
-
-def task_id_of(args: Sequence[str]) -> str | None:
-    """The Celery task (or group) id a command concerns, or None. Never raises."""
-    if len(args) < 2:
-        return None
-    command = str(args[0]).upper()
+def _task_id_in_keys(args: Sequence[str]) -> str | None:
+    """The task (or group) id an argument names as a result or chord key, or None."""
     for arg in args[1:]:
         m = _ID_KEY.fullmatch(str(arg))
         if m is not None:
             return m["task"] or m["id"]
-    if command in ("LPUSH", "RPUSH") or (command == "HSET" and args[1] == "unacked"):
-        for value in args[2:]:
-            found = _id_in_envelope(str(value))
-            if found is not None:
-                return found
+    return None
+
+
+def carried_envelopes(args: Sequence[str]) -> list[tuple[str | None, str]]:
+    """(field, value) for each value that may hold a kombu message: what LPUSH/RPUSH push
+    (field None), what HSET unacked stores under a delivery tag (field: the tag)."""
+    if len(args) < 3:
+        return []
+    command = str(args[0]).upper()
+    if command in ("LPUSH", "RPUSH"):
+        return [(None, str(value)) for value in args[2:]]
+    if command == "HSET" and args[1] == names.UNACKED:
+        return [(str(tag), str(value)) for tag, value in zip(args[2::2], args[3::2], strict=False)]
+    return []
+
+
+def task_id_of(
+    args: Sequence[str], envelope_task_ids: Sequence[str | None] | None = None
+) -> str | None:
+    """The Celery task (or group) id a command concerns, or None. Never raises.
+
+    A result or chord key names it; else the first kombu message the command carries.
+    `envelope_task_ids`: those messages' ids, when the caller has already read them.
+    """
+    if len(args) < 2:
+        return None
+    found = _task_id_in_keys(args)
+    if found is not None:
+        return found
+    if envelope_task_ids is None:
+        envelope_task_ids = [task_id_of_envelope(value) for _, value in carried_envelopes(args)]
+    for task_id in envelope_task_ids:
+        if task_id is not None:
+            return task_id
     return None
 
 
@@ -66,9 +81,9 @@ def _brpop(args: Sequence[str]) -> str:
     split = [queue_of(key) for key in args[1:-1]]  # the last argument is the timeout
     queues = list(dict.fromkeys(q for q, p in split if p is None))
     priorities = list(dict.fromkeys(p for _, p in split if p is not None))
-    names = ", ".join(f"'{q}'" for q in queues)
+    listed = ", ".join(f"'{q}'" for q in queues)
     noun, owner = ("queue", "its") if len(queues) == 1 else ("queues", "their")
-    phrase = f"wait for a message on {noun} {names}"
+    phrase = f"wait for a message on {noun} {listed}"
     if priorities:
         phrase += f" (and {owner} priority sub-queues {', '.join(map(str, priorities))})"
     return phrase
@@ -94,26 +109,28 @@ class _Rule:
         return self.commands == "*" or command in self.commands.split()
 
 
-_EV = r"/\d+\.celeryev/"
-_BIND = r"_kombu\.binding\.(?P<ex>.+)"
-_PIN = r"_kombu\.binding_permanent\.(?P<ex>.+)"
-_DEADLINES = r"_kombu\.binding_deadlines"
-_PIDBOX = r"/\d+\.celery\.pidbox"
-_REPLY = r".+\.reply\.celery\.pidbox(?:\x06\x16\d+)?"
+_EV = rf"/\d+{re.escape(names.EVENTS_INFIX)}"
+_BIND = rf"{re.escape(names.BINDING_PREFIX)}(?P<ex>.+)"
+_PIN = rf"{re.escape(names.BINDING_PERMANENT_PREFIX)}(?P<ex>.+)"
+_DEADLINES = re.escape(names.BINDING_DEADLINES)
+_PIDBOX = rf"/\d+{re.escape(names.PIDBOX_SUFFIX)}"
+_REPLY = rf".+{re.escape(names.REPLY_SUFFIX)}(?:{re.escape(PRIORITY_SEP)}\d+)?"
+_UNACKED, _UNACKED_INDEX = re.escape(names.UNACKED), re.escape(names.UNACKED_INDEX)
+_MUTEX = re.escape(names.UNACKED_MUTEX)
 
 # First match wins, so specific keys come before the catch-all for a command.
 _RULES: tuple[_Rule, ...] = (
     _Rule("MULTI", ".*", "begin transaction"),
     _Rule("EXEC", ".*", "commit transaction"),
     _Rule("DISCARD", ".*", "abort transaction"),
-    _Rule("*", "unacked_mutex", "restore unacked messages (visibility timeout check)"),
-    _Rule("ZRANGE", "unacked_index", "look for unacked messages past the visibility timeout"),
-    _Rule("ZADD", "unacked_index", "reserve message {a[3]} in unacked"),
-    _Rule("HSET", "unacked", "reserve message {a[2]} in unacked"),
-    _Rule("ZREM HDEL", "unacked(?:_index)?", "ack message {a[2]}"),
+    _Rule("*", _MUTEX, "restore unacked messages (visibility timeout check)"),
+    _Rule("ZRANGE", _UNACKED_INDEX, "look for unacked messages past the visibility timeout"),
+    _Rule("ZADD", _UNACKED_INDEX, "reserve message {a[3]} in unacked"),
+    _Rule("HSET", _UNACKED, "reserve message {a[2]} in unacked"),
+    _Rule("ZREM HDEL", f"{_UNACKED}|{_UNACKED_INDEX}", "ack message {a[2]}"),
     _Rule("LPUSH RPUSH", _REPLY, "reply to a control command"),
     _Rule("BRPOP", _REPLY, "wait for replies to a control command"),
-    _Rule("LPUSH RPUSH", "(?!celery-taskset-meta-).+", "publish a task message to queue '{q}'"),
+    _Rule("LPUSH RPUSH", f"(?!{_GROUP_PREFIX}).+", "publish a task message to queue '{q}'"),
     _Rule("BRPOP", ".*", _brpop),
     _Rule("LLEN", ".+", "count messages waiting in queue '{q}'"),
     _Rule("SETEX", _RESULT, "store result of task {id} (expires in {a[2]} s)"),
@@ -126,8 +143,8 @@ _RULES: tuple[_Rule, ...] = (
     _Rule("SET SETEX", _GROUP, "store result of group {id}"),
     _Rule("GET", _GROUP, "read result of group {id}"),
     _Rule("*", _CHORD, "update chord state of group {id}"),
-    _Rule("PUBLISH", _EV + "task\\.multi", "send batched task events"),
-    _Rule("PUBLISH", _EV + "worker\\.heartbeat", "send worker heartbeat"),
+    _Rule("PUBLISH", rf"/\d+{re.escape(names.TASK_MULTI_SUFFIX)}", "send batched task events"),
+    _Rule("PUBLISH", rf"/\d+{re.escape(names.HEARTBEAT_SUFFIX)}", "send worker heartbeat"),
     _Rule("PUBLISH", _EV + "(?P<rk>.+)", "send event '{rk}'"),
     _Rule("PSUBSCRIBE", _EV + "(?P<rk>.+)", "listen for events matching '{rk}'"),
     _Rule("PUNSUBSCRIBE", _EV + "(?P<rk>.+)", "stop listening for events matching '{rk}'"),

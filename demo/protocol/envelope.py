@@ -1,7 +1,13 @@
-"""Decode what kombu and Celery store in Redis, for display.
+"""Decode what kombu and Celery store in Redis: the kit's one reader of kombu's envelope.
 
 Pure functions, no I/O. Only JSON is decoded: the kit never unpickles what it
 reads from Redis, since unpickling runs arbitrary code.
+
+A kombu message is a JSON object {"body", "content-type", "content-encoding", "headers",
+"properties"}; the body is base64 on Redis. `decode_envelope` and `decode_unacked` read a
+task message whole, `decode_body` any message's body (a control command), `decode_event_body`
+an event batch, `decode_result` a stored result. `envelope_ids` is the cheap one for the
+spy's hot path: the task id and delivery tag, without touching the body.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import binascii
 import codecs
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 _JSON_TYPES = ("application/json", "application/x-json")
 _PICKLE_TYPES = ("application/x-python-serialize", "application/python-pickle")
@@ -148,11 +154,56 @@ def decode_result(raw: str) -> dict[str, Any]:
     return meta
 
 
+def decode_body(raw: str) -> Any:
+    """The decoded body of any kombu message (a control command, an event, a task)."""
+    body, _, _ = _decode_body(_require_dict(_load_json(raw, "message"), "message"))
+    return body
+
+
 def decode_event_body(raw: str) -> list[dict[str, Any]]:
     """Decode an event PUBLISH payload into a list of event dicts (task.multi batches)."""
     body, _, _ = _decode_body(_require_dict(_load_json(raw, "event message"), "event message"))
     events = body if isinstance(body, list) else [body]
     return [_require_dict(event, "event") for event in events]
+
+
+class EnvelopeIds(NamedTuple):
+    """What names a message without decoding its body: headers.id, properties.delivery_tag."""
+
+    task_id: str | None
+    delivery_tag: str | None
+
+
+_NO_IDS = EnvelopeIds(None, None)
+
+
+def _str_at(obj: dict[str, Any], section: str, name: str) -> str | None:
+    """obj[section][name] if it is a non-empty string, else None."""
+    inner = obj.get(section)
+    value = inner.get(name) if isinstance(inner, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def envelope_ids(raw: str) -> EnvelopeIds:
+    """The task id and delivery tag of a kombu message, or of an `unacked` entry's message.
+
+    Cheap (one json.loads, the body left alone) and never raises: the spy asks it of every
+    LPUSH and HSET unacked it sees; (None, None) for anything that is not a message.
+    """
+    try:
+        obj = json.loads(raw)
+    except (ValueError, TypeError, RecursionError):  # RecursionError: absurdly nested JSON
+        return _NO_IDS
+    if isinstance(obj, list) and obj:
+        obj = obj[0]  # unacked values are [message, exchange, routing_key]
+    if not isinstance(obj, dict):
+        return _NO_IDS
+    return EnvelopeIds(_str_at(obj, "headers", "id"), _str_at(obj, "properties", "delivery_tag"))
+
+
+def task_id_of_envelope(raw: str) -> str | None:
+    """headers.id of a kombu message (or of an unacked entry's), None if not one."""
+    return envelope_ids(raw).task_id
 
 
 def summarise(env: Envelope) -> dict[str, object]:

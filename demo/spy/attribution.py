@@ -9,10 +9,8 @@ delivery tag: the pure helpers here carry both back to a sender and a task.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
-import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -22,15 +20,17 @@ from urllib.parse import urlsplit
 import psutil
 import redis
 
-from demo.protocol.commands import task_id_of
+from demo import names
+from demo.protocol.commands import carried_envelopes, task_id_of
+from demo.protocol.envelope import envelope_ids
 from demo.spy.monitor_line import MonitorLine
+from envoi_mails.xray import emitter, process
 
-KIT_PREFIX = "xray"  # connection names of the kit itself: trace emitter, spy, timeline
-CONTROL_NAME = "xray-spy"  # the spy's own CLIENT LIST connection: filtered like the rest
+CONTROL_NAME = names.SPY_CLIENT_NAME  # the spy's own CLIENT LIST connection: filtered too
 REFRESH_EVERY_S = 0.05  # at most one psutil scan + CLIENT LIST per 50 ms
 NEGATIVE_TTL_S = 2.0  # an address no refresh could place stays unknown this long
 _VALUE_OPTIONS = {"-A", "--app", "-b", "--broker", "--result-backend", "--loader", "--config"}
-_BY_TAG = {("ZADD", "unacked_index"), ("ZREM", "unacked_index"), ("HDEL", "unacked")}
+_BY_TAG = {("ZADD", names.UNACKED_INDEX), ("ZREM", names.UNACKED_INDEX), ("HDEL", names.UNACKED)}
 _EVAL = {"EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO"}
 
 
@@ -44,8 +44,8 @@ class Sender:
     name: str | None
 
 
-UNKNOWN = Sender("unknown", None, None, None)
-LUA = Sender("lua", None, None, None)
+UNKNOWN = Sender(names.UNKNOWN, None, None, None)
+LUA = Sender(names.LUA, None, None, None)
 
 
 def celery_subcommand(cmdline: Sequence[str]) -> str | None:
@@ -73,10 +73,11 @@ def role_from_cmdlines(cmdline: Sequence[str], parent_cmdline: Sequence[str]) ->
     """
     sub = celery_subcommand(cmdline)
     if sub == "worker":
-        return "pool-child" if celery_subcommand(parent_cmdline) == "worker" else "worker-main"
+        worker_parent = celery_subcommand(parent_cmdline) == "worker"
+        return names.POOL_CHILD if worker_parent else names.WORKER_MAIN
     if sub == "flower":
-        return "flower"
-    return "client"
+        return names.FLOWER
+    return names.CLIENT
 
 
 def parse_client_list(text: str) -> dict[str, str]:
@@ -133,29 +134,18 @@ class DeliveryTags:
         """The task id this command concerns (learning any tag it reveals). Never raises."""
         if len(args) < 3:
             return task_id_of(args)
-        command, key = args[0].upper(), args[1]
-        if command in ("LPUSH", "RPUSH"):
-            for value in args[2:]:
-                self._learn_envelope(value)
-        elif command == "HSET" and key == "unacked":
-            for tag, value in zip(args[2::2], args[3::2], strict=False):
-                self._remember(tag, task_id_of(["HSET", "unacked", tag, value]))
-        found = task_id_of(args)
-        if found is None and (command, key) in _BY_TAG:
+        task_ids = []
+        for field, value in carried_envelopes(args):  # each message read once, body left alone
+            ids = envelope_ids(value)
+            self._remember(field or ids.delivery_tag, ids.task_id)  # HSET unacked: field = tag
+            task_ids.append(ids.task_id)
+        found = task_id_of(args, task_ids)
+        if found is None and (args[0].upper(), args[1]) in _BY_TAG:
             found = next((self._tags[a] for a in args[2:] if a in self._tags), None)
         return found
 
-    def _learn_envelope(self, raw: str) -> None:
-        try:
-            message = json.loads(raw)
-            tag, task = message["properties"]["delivery_tag"], message["headers"]["id"]
-        except (ValueError, RecursionError, LookupError, TypeError):
-            return  # not a kombu envelope: nothing to learn
-        if isinstance(tag, str) and isinstance(task, str):
-            self._remember(tag, task)
-
-    def _remember(self, tag: str, task: str | None) -> None:
-        if task:
+    def _remember(self, tag: str | None, task: str | None) -> None:
+        if tag and task:
             self._tags[tag] = task
             self._tags.move_to_end(tag)
             while len(self._tags) > self._keep:
@@ -224,7 +214,7 @@ class Attributor:
     """who(addr) -> Sender, for clients on this host. Caches; refreshes on a miss.
 
     `known_roles` (pid -> role, e.g. from trace events) wins over the command-line
-    heuristics. Connections named xray* are the kit's own: role "kit".
+    heuristics. Connections named xray* (KIT_PREFIX) are the kit's own: role "kit".
     """
 
     def __init__(
@@ -251,7 +241,7 @@ class Attributor:
 
     def who(self, addr: str) -> Sender:
         """The sender behind a MONITOR address; UNKNOWN when no local process owns it."""
-        if addr == "lua":
+        if addr == names.MONITOR_LUA_ADDR:
             return LUA
         where = split_addr(addr)
         if where is None:
@@ -265,9 +255,9 @@ class Attributor:
         name = self._names.get(addr) or None
         pid = self._pids.get(where)
         if pid is None:
-            return Sender("kit" if _is_kit(name) else "unknown", None, None, name)
+            return Sender(names.KIT if _is_kit(name) else names.UNKNOWN, None, None, name)
         role, ppid = self._process(pid)
-        return Sender("kit" if _is_kit(name) else role, pid, ppid, name)
+        return Sender(names.KIT if _is_kit(name) else role, pid, ppid, name)
 
     def new_connection(self, addr: str) -> None:
         """HELLO seen: the address may be a reused port, so forget what it meant."""
@@ -321,18 +311,15 @@ class Attributor:
 
 
 def _is_kit(name: str | None) -> bool:
-    return bool(name) and str(name).startswith(KIT_PREFIX)
+    return bool(name) and str(name).startswith(names.KIT_PREFIX)
 
 
 def _own_role(pid: int) -> str | None:
-    """The spy's own process is "spy", unless it also runs the app (a test, a scenario):
-    then it is what its own trace events say it is, usually "client"."""
+    """The spy's own process is "spy", unless it also runs the traced app (a test, a
+    scenario): then it is what its own trace events say it is, usually "client"."""
     if pid != os.getpid():
         return None
-    process = sys.modules.get("envoi_mails.xray.process")
-    if process is None or "envoi_mails.instance" not in sys.modules:  # the app is not built
-        return "spy"
-    return str(process.role())
+    return process.role() if emitter.get() is not None else names.SPY
 
 
 def _describe_pid(pid: int) -> tuple[str, int | None]:
@@ -341,7 +328,7 @@ def _describe_pid(pid: int) -> tuple[str, int | None]:
         proc = psutil.Process(pid)
         cmdline, ppid = proc.cmdline(), proc.ppid()
     except psutil.Error:
-        return "unknown", None
+        return names.UNKNOWN, None
     parent_cmdline: list[str] = []
     with contextlib.suppress(psutil.Error):
         parent_cmdline = psutil.Process(ppid).cmdline() if ppid else []

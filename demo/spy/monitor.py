@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from demo import names
 from demo.errors import KitError
 from demo.protocol.commands import describe
 from demo.spy.attribution import Attributor, DeliveryTags, LuaSenders, Sender, split_addr
@@ -26,10 +27,10 @@ from demo.spy.monitor_line import MonitorLine, parse_monitor_line
 # Connection set-up and keep-alive chatter, left out of the events: every redis-py
 # connection opens with HELLO 3 (kombu's with PING too), which says nothing about Celery.
 NOISE = frozenset({"PING", "HELLO", "AUTH", "SELECT", "ECHO", "CLIENT SETNAME", "CLIENT SETINFO"})
-TRACE_STREAM = "xray:trace"  # the kit's own stream (envoi_mails.xray.emitter.STREAM)
+TRACE_STREAM = names.TRACE_STREAM  # the kit's own stream: its XADDs are never shown
 ARG_CAP = 16 * 1024  # characters kept per argument: an envelope fits, a huge value does not
 MAX_LINE = 64 * 1024 * 1024  # a longer MONITOR line is dropped rather than buffered
-SPY_NAME = "xray-spy-monitor"
+SPY_NAME = f"{names.SPY_CLIENT_NAME}-monitor"
 START_DEADLINE_S = 5.0
 STOP_DEADLINE_S = 2.0
 _OWN_STREAM = f'] "XADD" "{TRACE_STREAM}"'.encode()
@@ -239,7 +240,7 @@ class Spy:
         sender = self._lua.sender_for(line.db) if line.from_lua else self.attributor.who(line.addr)
         self._lua.observe(line, sender)
         task_id = self._tags.task_id(line.args)
-        if sender.role == "kit" or (len(line.args) > 1 and line.args[1] == TRACE_STREAM):
+        if sender.role == names.KIT or (len(line.args) > 1 and line.args[1] == TRACE_STREAM):
             return None
         return self._build(line, sender, task_id)
 
@@ -248,7 +249,7 @@ class Spy:
         host = self.attributor.host if sender.pid is not None else (where[0] if where else None)
         event: Event = {
             "ts": line.ts,
-            "event": "redis.command",
+            "event": names.REDIS_COMMAND,
             "role": sender.role,
             "pid": sender.pid,
             "ppid": sender.ppid,
@@ -261,7 +262,7 @@ class Spy:
         if task_id is not None:
             event["task_id"] = task_id
         if line.from_lua:
-            event["via"] = "lua"
+            event["via"] = names.LUA
         return event
 
     def _close_socket(self) -> None:

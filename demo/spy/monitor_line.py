@@ -5,6 +5,8 @@ from __future__ import annotations
 import codecs
 from dataclasses import dataclass
 
+from demo.names import MONITOR_LUA_ADDR
+
 
 @dataclass(frozen=True)
 class MonitorLine:
@@ -23,7 +25,7 @@ class MonitorLine:
     @property
     def from_lua(self) -> bool:
         """True when a Lua script (EVAL/EVALSHA) issued the command."""
-        return self.addr == "lua"
+        return self.addr == MONITOR_LUA_ADDR
 
 
 # Stand-ins for the two escapes that involve a quote or a backslash, so that once they
