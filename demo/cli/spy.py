@@ -1,12 +1,11 @@
 """`python -m demo spy`: the live, attributed stream of Redis commands, one line each.
 
-Wired into demo/cli.py as a subcommand; it MONITORs the running stack's Redis (or the one
+Wired into demo/cli/__init__.py as a subcommand; it MONITORs the running stack's Redis (or the one
 CELERY_BROKER_URL names) until Ctrl-C or --seconds. Failures are one line, exit code 1.
 """
 
 from __future__ import annotations
 
-import json
 import queue
 import sys
 import time
@@ -18,32 +17,34 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
+from demo import names
 from demo.config import KitConfig
 from demo.errors import KitError
 from demo.protocol.commands import short
 from demo.spy.monitor import Spy
+from demo.spy.record import record_events
 from demo.stack import state
-from demo.trace.timeline import STREAM, STREAM_MAXLEN
 from envoi_mails.settings import SettingsError
 
 ROLE_STYLES = {
-    "client": "bold cyan",
-    "worker-main": "bold green",
-    "pool-child": "bold yellow",
-    "flower": "bold magenta",
-    "lua": "blue",
-    "spy": "dim",
-    "unknown": "bold red",
+    names.CLIENT: "bold cyan",
+    names.WORKER_MAIN: "bold green",
+    names.POOL_CHILD: "bold yellow",
+    names.FLOWER: "bold magenta",
+    names.LUA: "blue",
+    names.SPY: "dim",
+    names.UNKNOWN: "bold red",
 }
+RECORD_EVERY = 200  # events per stream entry, at most
 
 
 def format_event(event: dict[str, Any], width: int = 200) -> Text:
     """One terminal line: time, role+pid (coloured per role), summary, the raw command."""
     ts = float(event["ts"])
     clock = time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts % 1 * 1000):03d}"
-    role = str(event.get("role", "unknown"))
+    role = str(event.get("role", names.UNKNOWN))
     who = f"{role}:{event['pid']}" if event.get("pid") is not None else role
-    if event.get("via") == "lua":
+    if event.get("via") == names.LUA:
         who += " (lua)"
     line = Text(f"{clock} ")
     line.append(f"{who:<22}", style=ROLE_STYLES.get(role, "white"))
@@ -56,12 +57,7 @@ def _record(recorder: redis.Redis | None, batch: list[dict[str, Any]]) -> None:
     """Add what the spy saw to the trace stream, so `demo trace` shows the commands too."""
     if recorder is None or not batch:
         return
-    pipe = recorder.pipeline(transaction=False)
-    for event in batch:
-        pipe.xadd(
-            STREAM, {"e": json.dumps(event, default=str)}, maxlen=STREAM_MAXLEN, approximate=True
-        )
-    pipe.execute()
+    record_events(recorder, batch)
     batch.clear()
 
 
@@ -70,7 +66,8 @@ def _watch(url: str, seconds: float | None, console: Console, record: bool) -> N
     lines: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
     end = None if seconds is None else time.monotonic() + seconds
     # Named xray-*: the spy leaves the kit's own connections out of what it shows.
-    recorder = redis.Redis.from_url(url, client_name="xray-spy-record") if record else None
+    name = f"{names.SPY_CLIENT_NAME}-record"
+    recorder = redis.Redis.from_url(url, client_name=name) if record else None
     batch: list[dict[str, Any]] = []
     with Spy(url, on_event=lines.put) as spy:
         console.print(f"[dim]MONITOR on {escape(url)} — Ctrl-C stops[/dim]", highlight=False)
@@ -84,7 +81,7 @@ def _watch(url: str, seconds: float | None, console: Console, record: bool) -> N
                 continue
             console.print(format_event(event, console.width), soft_wrap=True)
             batch.append(event)
-            if len(batch) >= 200:
+            if len(batch) >= RECORD_EVERY:
                 _record(recorder, batch)
         _record(recorder, batch)
 
@@ -94,7 +91,7 @@ def _watch(url: str, seconds: float | None, console: Console, record: bool) -> N
 @click.option(
     "--record/--no-record",
     default=True,
-    help="also add what it sees to the xray:trace stream (for `demo trace`)",
+    help=f"also add what it sees to the {names.TRACE_STREAM} stream (for `demo trace`)",
 )
 def spy_command(seconds: float | None, record: bool) -> None:
     """Watch every Redis command, with the role and pid of the process that sent it."""

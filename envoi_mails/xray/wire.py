@@ -41,26 +41,19 @@ def encode(batch: Sequence[Record]) -> bytes:
 
 
 def decode(fields: Mapping[Any, Any]) -> list[Event] | None:
-    """The flat events of one stream entry; None if it holds nothing this module wrote.
+    """The flat events of one stream entry; None if it holds nothing `encode` wrote.
 
-    Reads the emitter's grouped batches ("g") and single JSON events ("e", which the spy's
-    CLI records); field names as str (decode_responses=True) or bytes.
+    Field names as str (decode_responses=True) or bytes.
     """
     fields = {k.decode() if isinstance(k, bytes) else k: v for k, v in fields.items()}
-    if fields.get(FIELD) is not None:
-        try:
-            document = orjson.loads(fields[FIELD])
-            return [
-                {"ts": ts, "event": event, **identity, **extra}
-                for identity, events in document[FIELD]
-                for ts, event, extra in events
-            ]
-        except (ValueError, TypeError, KeyError):
-            return None
-    if fields.get("e") is not None:
-        try:
-            single = orjson.loads(fields["e"])
-        except ValueError:
-            return None
-        return [single] if isinstance(single, dict) else None
-    return None
+    if fields.get(FIELD) is None:
+        return None
+    try:
+        document = orjson.loads(fields[FIELD])
+        return [
+            {"ts": ts, "event": event, **identity, **extra}
+            for identity, events in document[FIELD]
+            for ts, event, extra in events
+        ]
+    except (ValueError, TypeError, KeyError):
+        return None

@@ -1,0 +1,47 @@
+"""The spy's events, added to the trace stream in the app's own format (envoi_mails.xray.wire).
+
+`python -m demo spy` records what it sees so that `python -m demo trace` shows the commands
+next to the hops. It writes the emitter's grouped batches ("g"), so the stream has one
+format and one reader (`wire.decode`): the app knows nothing of the kit's events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import redis
+
+from demo import names
+from envoi_mails.xray import wire
+
+IDENTITY = ("role", "pid", "ppid", "host")  # the fields wire.encode writes once per group
+_HEAD = ("ts", "event")
+
+
+def to_records(events: Iterable[Mapping[str, Any]]) -> list[wire.Record]:
+    """(identity, ts, event, fields) per event, as the emitter queues them.
+
+    Events of one process share one identity object: wire.encode groups runs of the same
+    object, and wire.decode gives each event back whole.
+    """
+    shared: dict[tuple[Any, ...], dict[str, Any]] = {}
+    records: list[wire.Record] = []
+    for event in events:
+        who = tuple(event.get(name) for name in IDENTITY)
+        identity = shared.setdefault(who, dict(zip(IDENTITY, who, strict=True)))
+        fields = {k: v for k, v in event.items() if k not in IDENTITY and k not in _HEAD}
+        records.append((identity, float(event["ts"]), str(event["event"]), fields))
+    return records
+
+
+def record_events(client: redis.Redis, events: Iterable[Mapping[str, Any]]) -> None:
+    """Add the events to the trace stream as one entry (nothing for no events)."""
+    records = to_records(events)
+    if records:
+        client.xadd(
+            names.TRACE_STREAM,
+            {wire.FIELD: wire.encode(records)},
+            maxlen=names.TRACE_STREAM_MAXLEN,
+            approximate=True,
+        )
