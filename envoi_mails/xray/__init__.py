@@ -14,4 +14,4 @@ from envoi_mails.xray import emitter, signals
 
 def install(app: Celery, settings: Settings) -> None:
     emitter.configure(settings.broker_url)
-    signals.connect()
+    signals.connect(log_format=settings.log_format)

@@ -7,6 +7,7 @@ publishing/published, request.py for received, prerun, success and postrun.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from celery import signals
@@ -15,11 +16,14 @@ from envoi_mails.xray import hops, logsetup, process
 from envoi_mails.xray.trace import flush, hop
 
 
-def _on_setup_logging(loglevel: Any = None, **_: Any) -> None:
-    # Connecting this signal is what stops Celery from installing its own handlers.
-    from envoi_mails.instance import settings
+def _setup_logging(log_format: str) -> Callable[..., None]:
+    """The setup_logging receiver, for the app's XRAY_LOG_FORMAT."""
 
-    logsetup.configure(loglevel or "INFO", settings.log_format)
+    def _on_setup_logging(loglevel: Any = None, **_: Any) -> None:
+        # Connecting this signal is what stops Celery from installing its own handlers.
+        logsetup.configure(loglevel or "INFO", log_format)
+
+    return _on_setup_logging
 
 
 def _worker_init(sender: Any = None, **_: Any) -> None:
@@ -69,7 +73,6 @@ def _retry(sender: Any = None, request: Any = None, reason: Any = None, **_: Any
 
 
 RECEIVERS = [
-    (signals.setup_logging, _on_setup_logging),
     (signals.worker_init, _worker_init),
     (signals.worker_ready, _worker_ready),
     (signals.worker_shutdown, _worker_shutdown),
@@ -81,6 +84,7 @@ RECEIVERS = [
 ]
 
 
-def connect() -> None:
-    for signal, receiver in RECEIVERS:
+def connect(*, log_format: str) -> None:
+    """Connect every receiver (setup_logging's renders logs in `log_format`)."""
+    for signal, receiver in [(signals.setup_logging, _setup_logging(log_format)), *RECEIVERS]:
         signal.connect(receiver, weak=False, dispatch_uid=f"xray:{receiver.__name__}")
