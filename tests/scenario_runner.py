@@ -1,11 +1,11 @@
-"""Run a scenario as a learner's CI would (demo.scenes.headless), once per test session,
+"""Run a scenario as a learner's CI would (demo.docsgen.headless), once per test session,
 shared by the scenario tests and the docs tests."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from demo.scenes.headless import ROOT, HeadlessRun, run_headless
+from demo.docsgen.headless import ROOT, HeadlessRun, run_headless
 
 SCENARIOS = sorted((ROOT / "scenarios").glob("[0-9][0-9]_*.py"))
 TIMEOUT_S = 150

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from demo.docsgen import DOCS, ROOT, Event, page_lang, pages, regenerate, scenario_script
 from demo.docsgen.blocks import BlockError, find_citations, scenarios_of
-from demo.scenes.headless import run_headless
+from demo.docsgen.headless import run_headless
 
 TIMEOUT_S = 300
 
