@@ -42,6 +42,7 @@ SPY_CLIENT_NAME: Final = f"{KIT_PREFIX}-spy"  # the spy's connections: xray-spy,
 # Trace event names that are not hops of a task's life.
 REDIS_COMMAND: Final = "redis.command"
 LOG: Final = "log"
+EXPECTATION: Final = "scenario.expectation"  # one checked claim of a scenario (role SCENARIO)
 
 # celery/backends/base.py KeyValueStoreBackend: task_keyprefix, group_keyprefix.
 RESULT_PREFIX: Final = "celery-task-meta-"

@@ -21,14 +21,15 @@ from typing import Any
 import psutil
 import redis
 
+from demo import names
 from demo.bench.report import PLAIN
 from demo.errors import KitError
 from demo.stack.redis_server import RedisServer
 from demo.stack.worker import Worker
-from envoi_mails.xray.emitter import STREAM
 
 IDLE_CPU = 0.10  # the worker counts as idle below this share of one core
-QUEUE = "celery"
+QUEUE = names.DEFAULT_QUEUE
+STREAM = names.TRACE_STREAM
 
 
 class Client:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from demo import names
 from demo.bench.lanes import QUEUE, CpuMeter, Lane, lane, wait_idle
 from demo.bench.report import MODES, PLAIN, SPY, BenchReport, Measurement, mode_order
 from demo.config import KitConfig
@@ -166,7 +167,7 @@ def _measurement(
 
 
 def _chunk(lane: Lane, size: int, everyone: list[int]) -> _Chunk:
-    if lane.store.llen(QUEUE) or lane.store.hlen("unacked"):
+    if lane.store.llen(QUEUE) or lane.store.hlen(names.UNACKED):
         raise KitError(f"{lane.mode}: the queue is not empty before the client starts")
     seen = itertools.count()  # the spy keeps only its latest events: count them as they come
 

@@ -11,6 +11,7 @@ import redis
 from rich.console import Console
 
 from demo import inspectors as ins
+from demo import names
 from demo.errors import KitError
 from demo.render.inspect import render_snapshot
 
@@ -18,7 +19,7 @@ from demo.render.inspect import render_snapshot
 def default_queues(r: redis.Redis) -> list[str]:
     """`celery`, plus every queue bound for good (_kombu.binding_permanent.*)."""
     bound = {b.queue for b in ins.bindings(r).permanent if b.queue}
-    return ["celery", *sorted(bound - {"celery"})]
+    return [names.DEFAULT_QUEUE, *sorted(bound - {names.DEFAULT_QUEUE})]
 
 
 def _client(url: str) -> redis.Redis:

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from demo import names
 from demo.config import KitConfig
 from demo.errors import KitError, one_line_errors
 from demo.render.mermaid import to_mermaid
@@ -35,7 +36,7 @@ def trace_command(task_id: str, mermaid: bool, html_path: Path | None) -> None:
         events = timeline.for_task(task_id)
     if not events:
         raise KitError(
-            f"no trace event for task {task_id} in this Redis's xray:trace stream "
+            f"no trace event for task {task_id} in this Redis's {names.TRACE_STREAM} stream "
             "(wrong id, XRAY_TRACE=0, or evicted from the capped stream)"
         )
     sequence = build_sequence(events, task_id)

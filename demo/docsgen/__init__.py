@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from demo import names
 from demo.docsgen.blocks import Block, replace_blocks
 from demo.docsgen.render import (
     RENDERERS,
@@ -29,7 +30,12 @@ DOCS = ROOT / "docs"
 SCENARIOS = ROOT / "scenarios"
 _UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 # kombu's upkeep keys: bindings and their deadlines (kombu 5.7), the unacked restore sweep.
-_UPKEEP = ("_kombu.binding", "unacked_mutex")
+_UPKEEP = (
+    names.BINDING_PREFIX,
+    names.BINDING_PERMANENT_PREFIX,
+    names.BINDING_DEADLINES,
+    names.UNACKED_MUTEX,
+)
 _UPKEEP_COMMANDS = {"EVAL", "EVALSHA", "SADD", "ZADD", "ZRANGEBYSCORE", "SET", "GET", "DEL"}
 
 __all__ = ["DOCS", "ROOT", "SCENARIOS", "Event", "RenderError", "page_lang", "pages"]
@@ -68,7 +74,7 @@ def task_id_for(events: Sequence[Event], name: str, nth: int = 1) -> str:
 
 
 def _checks(events: Sequence[Event], step: str) -> list[Event]:
-    checks = [e for e in events if e.get("event") == "scenario.expectation" and e["step"] == step]
+    checks = [e for e in events if e.get("event") == names.EXPECTATION and e["step"] == step]
     if not checks:
         raise RenderError(f"no step {step!r} in this scenario's trace")
     return checks
@@ -81,7 +87,7 @@ def step_window(events: Sequence[Event], step: str) -> tuple[float, float]:
     before = [
         float(e["ts"])
         for e in events
-        if e.get("event") == "scenario.expectation" and e["step"] != step and e["ts"] < end
+        if e.get("event") == names.EXPECTATION and e["step"] != step and e["ts"] < end
     ]
     return (max(before, default=0.0), end)
 
@@ -97,7 +103,7 @@ def _timer(e: Event) -> tuple[str, ...] | None:
     if e.get("event") == "worker.heartbeat":
         return (pid, "hop", "worker.heartbeat")
     args = [str(a) for a in e.get("command") or ()]
-    if e.get("event") != "redis.command" or not args:
+    if e.get("event") != names.REDIS_COMMAND or not args:
         return None
     name, key = args[0].upper(), _UUID.sub("", args[1]) if len(args) > 1 else ""
     key = args[3] if name in ("EVAL", "EVALSHA") and len(args) > 3 else key
@@ -149,14 +155,14 @@ def _cached_reads(events: Sequence[Event], task_id: str) -> set[int]:
     return {
         i
         for i in mine
-        if events[i].get("role") == "client"
+        if events[i].get("role") == names.CLIENT
         and (events[i].get("event") in reads or _command_name(events[i]) in ("GET", "MGET"))
     }
 
 
 def _command_name(e: Event) -> str:
     command = e.get("command") or [""]
-    return str(command[0]).upper() if e.get("event") == "redis.command" else ""
+    return str(command[0]).upper() if e.get("event") == names.REDIS_COMMAND else ""
 
 
 def select(events: Sequence[Event], block: Block) -> list[Event]:

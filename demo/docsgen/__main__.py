@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from demo import names
 from demo.docsgen import DOCS, ROOT, Event, page_lang, pages, regenerate, scenario_script
 from demo.docsgen.blocks import BlockError, find_citations, scenarios_of
 from demo.docsgen.headless import run_headless
@@ -52,7 +53,7 @@ def check_citations(runs: dict[str, list[Event]]) -> list[str]:
             checks = [
                 e
                 for e in runs[c.scenario]
-                if e.get("event") == "scenario.expectation" and e.get("step") == c.step
+                if e.get("event") == names.EXPECTATION and e.get("step") == c.step
             ]
             where = f"{page.relative_to(ROOT)}:{c.line}: {c.scenario} · {c.step}"
             if not checks:

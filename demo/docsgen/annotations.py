@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from demo import names
+from demo.names import CLIENT, POOL_CHILD, WORKER_MAIN
 from envoi_mails.xray.hops import HOPS
 
 ANY: Final = "*"
@@ -37,51 +39,61 @@ def _r(role: str, commands: str, key: str, en: str, fr: str) -> Rule:
     return Rule(role, frozenset(commands.split()), key, en, fr)
 
 
-_META = r"celery-task-meta-<id>"
+_META = re.escape(names.RESULT_PREFIX) + "<id>"
 _PRI = r"(?:\\x06\\x16\d)?"  # a priority sub-queue suffix, as the docs print it
-_REPLY = r"<id>\.reply\.celery\.pidbox" + _PRI
+_REPLY = r"<id>" + re.escape(names.REPLY_SUFFIX) + _PRI
+_UNACKED, _INDEX = re.escape(names.UNACKED), re.escape(names.UNACKED_INDEX)
+_ACK_KEYS = f"{_UNACKED}|{_INDEX}"
+_MUTEX = re.escape(names.UNACKED_MUTEX)
+_TASK_EVENTS = r"/\d+" + re.escape(names.TASK_MULTI_SUFFIX)
+_HEARTBEAT = r"/\d+" + re.escape(names.HEARTBEAT_SUFFIX)
+_EVENTS = r"/\d+" + re.escape(names.EVENTS_INFIX) + ".+"
+_PIDBOX = r"/\d+" + re.escape(names.PIDBOX_SUFFIX)
+_BINDING = re.escape(names.BINDING_PREFIX) + ".+"
+_PINNED = re.escape(names.BINDING_PERMANENT_PREFIX) + ".+"
+_DEADLINES = re.escape(names.BINDING_DEADLINES)
 
 # The catalogue reads as a table: one rule, three lines. Keep the formatter off its layout.
 # fmt: off
 RULES: Final[tuple[Rule, ...]] = (
     # the task's own path: publish, take, reserve, ack, store, announce, read
-    _r("client", "SUBSCRIBE", _META,
+    _r(CLIENT, "SUBSCRIBE", _META,
        "the caller listens for the result before it even publishes the task",
        "l'appelant écoute le résultat avant même de publier la tâche"),
-    _r("client", "LPUSH RPUSH", r"(?!<id>).+",
+    _r(CLIENT, "LPUSH RPUSH", r"(?!<id>).+",
        "the caller publishes: the JSON message waits in a Redis list, not in a worker",
        "l'appelant publie : le message JSON attend dans une liste Redis, pas dans un worker"),
-    _r("pool-child", "LPUSH RPUSH", r"(?!<id>).+",
+    _r(POOL_CHILD, "LPUSH RPUSH", r"(?!<id>).+",
        "a task that sends a task: the pool child is a client of the broker too",
        "une tâche qui envoie une tâche : l'enfant du pool est lui aussi client du broker"),
-    _r("worker-main", "BRPOP", r"(?!<id>).+",
+    _r(WORKER_MAIN, "BRPOP", r"(?!<id>).+",
        "only the MainProcess takes messages off the queue, blocking 1 s at a time",
        "seul le MainProcess retire les messages de la file, en bloquant 1 s à la fois"),
-    _r("worker-main", "ZADD", r"unacked_index",
+    _r(WORKER_MAIN, "ZADD", _INDEX,
        "the MainProcess reserves the message: out of the list, not yet acknowledged",
        "le MainProcess réserve le message : sorti de la liste, pas encore acquitté"),
-    _r("worker-main", "HSET", r"unacked",
+    _r(WORKER_MAIN, "HSET", _UNACKED,
        "… keeping a copy, put back in the queue if the worker dies before the ack",
        "… en gardant une copie, remise en file si le worker meurt avant l'acquittement"),
-    _r("worker-main", "ZREM HDEL", r"unacked(?:_index)?",
+    _r(WORKER_MAIN, "ZREM HDEL", _ACK_KEYS,
        "the MainProcess acks the message (early ack: when a child starts the task)",
        "le MainProcess acquitte le message (acquittement précoce : quand un enfant démarre)"),
-    _r(ANY, "ZREM HDEL", r"unacked(?:_index)?",
+    _r(ANY, "ZREM HDEL", _ACK_KEYS,
        "the message is acked: its reservation in `unacked` is dropped",
        "le message est acquitté : sa réservation dans `unacked` est retirée"),
-    _r("pool-child", "GET", _META,
+    _r(POOL_CHILD, "GET", _META,
        "the child reads the key first, so that a finished result is never overwritten",
        "l'enfant lit d'abord la clé, pour ne jamais écraser un résultat final"),
-    _r("pool-child", "SETEX SET", _META,
+    _r(POOL_CHILD, "SETEX SET", _META,
        "the pool child itself writes the result, with its expiry (result_expires)",
        "l'enfant du pool écrit lui-même le résultat, avec son expiration (result_expires)"),
-    _r("pool-child", "PUBLISH", _META,
+    _r(POOL_CHILD, "PUBLISH", _META,
        "the child announces the result on the channel the caller subscribed to",
        "l'enfant annonce le résultat sur le canal auquel l'appelant s'est abonné"),
-    _r("client", "GET MGET", _META,
+    _r(CLIENT, "GET MGET", _META,
        "`get()` reads the key once; otherwise it waits for the PUBLISH",
        "`get()` lit la clé une fois ; sinon il attend le PUBLISH"),
-    _r("client", "UNSUBSCRIBE", _META,
+    _r(CLIENT, "UNSUBSCRIBE", _META,
        "the caller stops listening once it has the result",
        "l'appelant cesse d'écouter une fois le résultat reçu"),
     _r(ANY, "EXISTS TTL PTTL", _META,
@@ -89,55 +101,55 @@ RULES: Final[tuple[Rule, ...]] = (
        "le scénario examine lui-même la clé du résultat"),
     _r(ANY, "DEL", _META, "the result is forgotten", "le résultat est oublié"),
     # events, control, gossip
-    _r("worker-main", "PUBLISH", r"/\d+\.celeryev/task\.multi",
+    _r(WORKER_MAIN, "PUBLISH", _TASK_EVENTS,
        "task events (-E), batched by the MainProcess, not sent by the child",
        "les événements de tâche (-E), groupés par le MainProcess, pas envoyés par l'enfant"),
-    _r(ANY, "PUBLISH", r"/\d+\.celeryev/worker\.heartbeat",
+    _r(ANY, "PUBLISH", _HEARTBEAT,
        "the worker says it is alive (every 2 s with -E)",
        "le worker signale qu'il est vivant (toutes les 2 s avec -E)"),
-    _r(ANY, "PUBLISH", r"/\d+\.celeryev/.+",
+    _r(ANY, "PUBLISH", _EVENTS,
        "a worker event for monitors such as Flower",
        "un événement de worker pour les outils de suivi comme Flower"),
-    _r(ANY, "PSUBSCRIBE", r"/\d+\.celeryev/.+",
+    _r(ANY, "PSUBSCRIBE", _EVENTS,
        "the worker listens to the other workers' events",
        "le worker écoute les événements des autres workers"),
-    _r(ANY, "PSUBSCRIBE", r"/\d+\.celery\.pidbox",
+    _r(ANY, "PSUBSCRIBE", _PIDBOX,
        "the MainProcess listens for remote control (inspect, control)",
        "le MainProcess écoute les commandes à distance (inspect, control)"),
-    _r(ANY, "PUBLISH", r"/\d+\.celery\.pidbox",
+    _r(ANY, "PUBLISH", _PIDBOX,
        "a control command broadcast to every worker (inspect, control, mingle)",
        "une commande de contrôle diffusée à tous les workers (inspect, control, mingle)"),
-    _r("worker-main", "LPUSH RPUSH", _REPLY,
+    _r(WORKER_MAIN, "LPUSH RPUSH", _REPLY,
        "the MainProcess answers on the asker's own reply list",
        "le MainProcess répond dans la liste de réponse du demandeur"),
     _r(ANY, "BRPOP LLEN DEL", _REPLY,
        "the asker waits for, or clears, its reply list",
        "le demandeur attend ou vide sa liste de réponses"),
     # routing tables (kombu), the unacked sweep
-    _r(ANY, "SADD", r"_kombu\.binding\..+",
+    _r(ANY, "SADD", _BINDING,
        "a queue is bound to its exchange: kombu's routing table",
        "une file est liée à son exchange : la table de routage de kombu"),
-    _r(ANY, "SADD", r"_kombu\.binding_permanent\..+",
+    _r(ANY, "SADD", _PINNED,
        "new in kombu 5.7: the binding is pinned, it never expires",
        "nouveau dans kombu 5.7 : la liaison est épinglée, elle n'expire jamais"),
-    _r(ANY, "SREM", r"_kombu\.binding(?:_permanent)?\..+",
+    _r(ANY, "SREM", f"{_BINDING}|{_PINNED}",
        "a binding is removed", "une liaison est retirée"),
-    _r(ANY, "EVAL EVALSHA", r"_kombu\.binding\..+",
+    _r(ANY, "EVAL EVALSHA", _BINDING,
        "a binding with a deadline (Lua script): it goes unless refreshed",
        "une liaison avec échéance (script Lua) : elle disparaît si elle n'est pas rafraîchie"),
-    _r(ANY, "EVAL EVALSHA ZADD ZRANGEBYSCORE", r"_kombu\.binding_deadlines",
+    _r(ANY, "EVAL EVALSHA ZADD ZRANGEBYSCORE", _DEADLINES,
        "kombu 5.7 keeps and sweeps the deadlines of expiring bindings",
        "kombu 5.7 tient et balaie les échéances des liaisons qui expirent"),
-    _r(ANY, "SMEMBERS", r"_kombu\.binding\..+",
+    _r(ANY, "SMEMBERS", _BINDING,
        "routing: the table says which queues get the message",
        "routage : la table dit quelles files reçoivent le message"),
     _r(ANY, "LLEN", r".+",
        "the length of a queue: declared, or inspected",
        "la longueur d'une file : déclarée, ou inspectée"),
-    _r(ANY, "SET GET DEL EVAL EVALSHA", r"unacked_mutex",
+    _r(ANY, "SET GET DEL EVAL EVALSHA", _MUTEX,
        "a lock while messages reserved too long are put back in the queue",
        "un verrou pendant que les messages réservés trop longtemps sont remis en file"),
-    _r(ANY, "ZRANGE", r"unacked_index",
+    _r(ANY, "ZRANGE", _INDEX,
        "look for messages reserved longer than the visibility timeout",
        "cherche les messages réservés depuis plus que le visibility timeout"),
     _r(ANY, "TIME", r".*",
@@ -146,7 +158,7 @@ RULES: Final[tuple[Rule, ...]] = (
     _r(ANY, "SCRIPT", r".*",
        "kombu makes sure its Lua scripts are loaded",
        "kombu s'assure que ses scripts Lua sont chargés"),
-    _r(ANY, "HLEN HMGET HGETALL HSCAN", r"unacked",
+    _r(ANY, "HLEN HMGET HGETALL HSCAN", _UNACKED,
        "the scenario looks at the reserved messages", "le scénario examine les messages réservés"),
 )
 # fmt: on

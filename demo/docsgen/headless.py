@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from demo import names
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # Without these the scenario starts its own Redis and SMTP sink: a worker that someone
@@ -32,7 +34,7 @@ class HeadlessRun:
     @property
     def expectations(self) -> list[dict[str, Any]]:
         """The scenario's checks, as it wrote them into its trace."""
-        return [e for e in self.events if e["event"] == "scenario.expectation"]
+        return [e for e in self.events if e["event"] == names.EXPECTATION]
 
     def failure_report(self, stdout_tail: int = 3000, stderr_tail: int = 2000) -> str:
         tail = f"{self.stdout[-stdout_tail:]}\n{self.stderr[-stderr_tail:]}"

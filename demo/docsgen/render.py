@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from demo import names
 from demo.docsgen.annotations import HEADERS, annotate, hop_meaning
 from demo.protocol.commands import describe
 from demo.render.mermaid import to_mermaid
@@ -33,9 +34,9 @@ _TOKENS = re.compile(
 # the spy could not name ("unknown": a connection gone before the OS was asked, so whether
 # it gets a name is timing); transaction framing; SCRIPT (whether a Lua script is already
 # cached depends on which process used it first); the kit's own keys (xray:…).
-_NOBODY = frozenset({"spy", "unknown"})
+_NOBODY = frozenset({names.SPY, names.UNKNOWN})
 _FRAMING = frozenset({"MULTI", "EXEC", "DISCARD", "SCRIPT"})
-_NOT_HOPS = frozenset({"log", "redis.command", "scenario.expectation"})
+_NOT_HOPS = frozenset({names.LOG, names.REDIS_COMMAND, names.EXPECTATION})
 _HOP_DETAIL = {"task.event": "type", "result.stored": "status"}
 
 
@@ -55,7 +56,7 @@ class Normaliser:
         tags, hosts = set(), set()
         for e in events:
             command = [str(a) for a in e.get("command") or ()]
-            if len(command) > 2 and command[0].upper() == "HSET" and command[1] == "unacked":
+            if len(command) > 2 and command[0].upper() == "HSET" and command[1] == names.UNACKED:
                 tags.add(command[2])
             if e.get("host"):
                 hosts.add(str(e["host"]))
@@ -84,10 +85,10 @@ class Normaliser:
 def _kept_command(e: Event) -> bool:
     command = e.get("command") or [""]
     return (
-        e.get("event") == "redis.command"
+        e.get("event") == names.REDIS_COMMAND
         and e.get("role") not in _NOBODY
         and str(command[0]).upper() not in _FRAMING
-        and not (len(command) > 1 and str(command[1]).startswith("xray"))
+        and not (len(command) > 1 and str(command[1]).startswith(names.KIT_PREFIX))
     )
 
 
@@ -144,7 +145,7 @@ def render_logs(events: Sequence[Event], norm: Normaliser, lang: str) -> str:
         f"[{e.get('role', '?')}, {norm.text(e.get('process_name', '?'))}] "
         + norm.text(e.get("message", ""), 160)
         for e in events
-        if e.get("event") == "log"
+        if e.get("event") == names.LOG
     ]
     return "\n".join(["```text", *_rows("logs", lines), "```"])
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import redis
 
+from demo import names
 from demo.inspectors._redis import PRIORITY_STEPS, SCAN_COUNT, VISIBILITY_TIMEOUT_S, scan_keys
 from demo.inspectors.broker import (
     Binding,
@@ -80,7 +81,7 @@ class Snapshot:
 
 def snapshot(
     r: redis.Redis,
-    names: Iterable[str] = ("celery",),
+    queue_names: Iterable[str] = (names.DEFAULT_QUEUE,),
     peek: int = 5,
     limit: int = 50,
     worker_pid: int | None = None,
@@ -94,7 +95,7 @@ def snapshot(
     return Snapshot(
         now,
         size,
-        queues(r, names, peek),
+        queues(r, queue_names, peek),
         unacked(r, limit),
         bindings(r, now=now),
         results(backend or r, limit),

@@ -11,6 +11,7 @@ from typing import Any
 
 import redis
 
+from demo import names
 from demo.inspectors._redis import (
     PRIORITY_STEPS,
     SCAN_COUNT,
@@ -20,7 +21,7 @@ from demo.inspectors._redis import (
     _str,
     scan_keys,
 )
-from demo.protocol.commands import PRIORITY_SEP
+from demo.names import PRIORITY_SEP
 from demo.protocol.envelope import EnvelopeError, decode_envelope, decode_unacked, summarise
 
 
@@ -96,10 +97,10 @@ def queue_view(
 
 
 def queues(
-    r: redis.Redis, names: Iterable[str] = ("celery",), peek: int = 5
+    r: redis.Redis, queue_names: Iterable[str] = (names.DEFAULT_QUEUE,), peek: int = 5
 ) -> tuple[QueueView, ...]:
     """Each queue and its priority lists (LLEN, LRANGE), next message to be taken first."""
-    return tuple(queue_view(r, name, peek) for name in names)
+    return tuple(queue_view(r, name, peek) for name in queue_names)
 
 
 @dataclass(frozen=True)
@@ -132,11 +133,11 @@ def unacked(
     A tag acked between the two reads is left out rather than shown half.
     """
     pipe = r.pipeline(transaction=True)  # the count and the index from one moment
-    pipe.hlen("unacked")
-    pipe.zrange("unacked_index", *_first(limit), withscores=True)
+    pipe.hlen(names.UNACKED)
+    pipe.zrange(names.UNACKED_INDEX, *_first(limit), withscores=True)
     total, scored = pipe.execute()
     index = _scored(scored)
-    values = r.hmget("unacked", [tag for tag, _ in index]) if index else []
+    values = r.hmget(names.UNACKED, [tag for tag, _ in index]) if index else []
     # After the reads, so an entry reserved meanwhile does not get a negative age.
     now = time.time() if now is None else now
     entries = []
@@ -189,9 +190,9 @@ def _binding_sets(r: redis.Redis, prefix: str, limit: int) -> tuple[Binding, ...
 def bindings(r: redis.Redis, limit: int = 200, now: float | None = None) -> BindingsView:
     """The binding tables (up to `limit` exchanges, `limit` members each) and deadlines."""
     now = time.time() if now is None else now
-    scores = _scored(r.zrange("_kombu.binding_deadlines", *_first(limit), withscores=True))
+    scores = _scored(r.zrange(names.BINDING_DEADLINES, *_first(limit), withscores=True))
     return BindingsView(
-        _binding_sets(r, "_kombu.binding.", limit),
-        _binding_sets(r, "_kombu.binding_permanent.", limit),
+        _binding_sets(r, names.BINDING_PREFIX, limit),
+        _binding_sets(r, names.BINDING_PERMANENT_PREFIX, limit),
         tuple(BindingDeadline(ex, ms / 1000, ms / 1000 - now) for ex, ms in scores),
     )

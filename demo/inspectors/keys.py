@@ -9,6 +9,7 @@ from typing import cast
 
 import redis
 
+from demo import names
 from demo.inspectors._redis import _SIZE, _str, scan_keys
 from demo.protocol.envelope import EnvelopeError, decode_result
 
@@ -77,26 +78,27 @@ def results(r: redis.Redis, limit: int = 50, task_ids: Sequence[str] = ()) -> Re
     """Stored results: those of `task_ids` when given, else up to `limit` keys SCAN finds
     (SCAN chooses which when there are more); plus up to `limit` group and chord keys."""
     if task_ids:
-        keys, truncated = [f"celery-task-meta-{tid}" for tid in task_ids][:limit], False
+        keys, truncated = [names.result_key(tid) for tid in task_ids][:limit], False
     else:
-        keys, truncated = scan_keys(r, "celery-task-meta-*", limit)
+        keys, truncated = scan_keys(r, f"{names.RESULT_PREFIX}*", limit)
     pipe = r.pipeline(transaction=False)
     for key in keys:
         pipe.get(key)
         pipe.ttl(key)
     answers = pipe.execute()
     found = [
-        _stored(key.removeprefix("celery-task-meta-"), raw, ttl)
+        _stored(key.removeprefix(names.RESULT_PREFIX), raw, ttl)
         for key, raw, ttl in zip(keys, answers[0::2], answers[1::2], strict=True)
         if raw is not None  # expired since SCAN, or no result for that id
     ]
     found.sort(key=lambda res: res.date_done or "", reverse=True)
     groups = (
-        scan_keys(r, "celery-taskset-meta-*", limit)[0] + scan_keys(r, "chord-unlock-*", limit)[0]
+        scan_keys(r, f"{names.GROUP_PREFIX}*", limit)[0]
+        + scan_keys(r, f"{names.CHORD_UNLOCK_PREFIX}*", limit)[0]
     )
     return ResultsView(tuple(found), key_infos(r, groups[:limit]), truncated)
 
 
 def kit_keys(r: redis.Redis, limit: int = 50) -> tuple[KeyInfo, ...]:
     """What celery-xray itself created (`xray:*`), by type, size and TTL."""
-    return key_infos(r, scan_keys(r, "xray:*", limit)[0])
+    return key_infos(r, scan_keys(r, f"{names.KIT_PREFIX}:*", limit)[0])

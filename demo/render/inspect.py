@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from demo import inspectors as ins
+from demo import names
 
 
 def escape(value: object) -> str:
@@ -102,7 +103,7 @@ def render_bindings(view: ins.BindingsView) -> Group:
     for kind, rows in (("binding", view.bindings), ("permanent", view.permanent)):
         for b in rows:
             _row(table, kind, b.exchange, b.routing_key, b.pattern, b.queue)
-    deadlines = _table("_kombu.binding_deadlines", "exchange:40|deadline:12|seconds left:12")
+    deadlines = _table(names.BINDING_DEADLINES, "exchange:40|deadline:12|seconds left:12")
     for d in view.deadlines:
         _row(deadlines, d.exchange, clock(d.deadline), f"{d.seconds_left:.0f}")
     return Group(table, deadlines)
@@ -116,7 +117,7 @@ def render_results(view: ins.ResultsView) -> Group:
     """Stored results, latest first, then group and chord keys."""
     more = " (more exist: SCAN picked these)" if view.truncated else ""
     columns = "task id:36|status:8|ttl s:6|date_done (UTC):23|worker:16|result:20"
-    table = _table(f"Results (celery-task-meta-*){more}", columns)
+    table = _table(f"Results ({names.RESULT_PREFIX}*){more}", columns)
     for res in view.results:
         _row(
             table,
@@ -162,7 +163,7 @@ def render_snapshot(snap: ins.Snapshot) -> Group:
         render_unacked(snap.unacked),
         render_results(snap.results),
         render_bindings(snap.bindings),
-        render_keys("The kit's own keys (xray:*)", snap.kit_keys),
+        render_keys(f"The kit's own keys ({names.KIT_PREFIX}:*)", snap.kit_keys),
     ]
     if snap.pool is not None:
         parts.append(render_pool(snap.pool))

@@ -8,6 +8,10 @@ from typing import Any
 
 from celery import Celery
 
+from demo import names
+
+CONTROL_NAME = f"{names.KIT_PREFIX}-control"  # the app's main name, and its own unacked keys
+
 
 class _PinnedBroker(Celery):  # type: ignore[misc]  # celery is untyped
     """Always talks to the broker it was built for.
@@ -18,7 +22,7 @@ class _PinnedBroker(Celery):  # type: ignore[misc]  # celery is untyped
     """
 
     def __init__(self, broker_url: str) -> None:
-        super().__init__("xray-control", broker=broker_url, set_as_current=False)
+        super().__init__(CONTROL_NAME, broker=broker_url, set_as_current=False)
         self._pinned = broker_url
 
     def connection_for_write(self, url: str | None = None, **kwargs: Any) -> Any:
@@ -41,9 +45,9 @@ def _app_for(broker_url: str) -> Celery:
         # a starting worker wants it, and the worker would skip its own sweep. So the kit's
         # control traffic sweeps and locks keys of its own, never the learner's messages.
         broker_transport_options={
-            "unacked_key": "xray-control.unacked",
-            "unacked_index_key": "xray-control.unacked_index",
-            "unacked_mutex_key": "xray-control.unacked_mutex",
+            "unacked_key": f"{CONTROL_NAME}.{names.UNACKED}",
+            "unacked_index_key": f"{CONTROL_NAME}.{names.UNACKED_INDEX}",
+            "unacked_mutex_key": f"{CONTROL_NAME}.{names.UNACKED_MUTEX}",
         },
     )
     return app

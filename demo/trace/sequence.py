@@ -11,7 +11,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-RESULT_PREFIX = "celery-task-meta-"
+from demo import names
+from demo.names import RESULT_PREFIX
+
 # Pipelines are framed by MULTI/EXEC: the commands inside carry the meaning, the frame adds noise.
 _FRAMING = frozenset({"MULTI", "EXEC"})
 # Lanes are drawn left to right in the order a message travels: client, broker, worker, result.
@@ -135,19 +137,19 @@ def _command_text(command: list[str]) -> tuple[str, str]:
 
 def _dropped(event: Mapping[str, Any]) -> bool:
     """True for Redis commands that say nothing about the task: the spy's own, MULTI/EXEC."""
-    if event.get("event") != "redis.command":
+    if event.get("event") != names.REDIS_COMMAND:
         return False
     command = _command(event)
-    return event.get("role") == "spy" or not command or command[0].upper() in _FRAMING
+    return event.get("role") == names.SPY or not command or command[0].upper() in _FRAMING
 
 
 def _participant_key(event: Mapping[str, Any]) -> str:
-    role, pid = str(event.get("role", "unknown")), event.get("pid", 0)
-    if role == "client":
+    role, pid = str(event.get("role", names.UNKNOWN)), event.get("pid", 0)
+    if role == names.CLIENT:
         return "client"
-    if role == "worker-main":
+    if role == names.WORKER_MAIN:
         return "main"
-    if role == "pool-child":
+    if role == names.POOL_CHILD:
         return f"child-{pid}"
     return f"other-{role}-{pid}"
 
@@ -155,14 +157,14 @@ def _participant_key(event: Mapping[str, Any]) -> str:
 def _arrow_for(event: Mapping[str, Any], seen: set[tuple[str, str]]) -> tuple[str, str, str, str]:
     """Map one kept event to (src, dst, text, detail)."""
     me, name = _participant_key(event), str(event.get("event", ""))
-    if name == "redis.command":
+    if name == names.REDIS_COMMAND:
         command = _command(event)
         text, detail = _command_text(command)
         if event.get("summary"):
             text += f" — {one_line(event['summary'], 60)}"
         return me, _command_lane(command), text, detail
     detail = " ".join([name, *(f"{f}={event[f]}" for f in _DETAIL_FIELDS if f in event)])
-    if name == "log":
+    if name == names.LOG:
         return me, me, f"log: {one_line(event.get('message', ''), 60)}", detail
     if name not in _HOP_ARROWS:
         return me, me, _HOP_NOTES.get(name, name), detail
@@ -180,8 +182,8 @@ def _arrow_for(event: Mapping[str, Any], seen: set[tuple[str, str]]) -> tuple[st
 def _labels(kept: list[Mapping[str, Any]], task_id: str) -> dict[str, str]:
     """Human labels for every lane the events can touch, with pids taken from the events."""
     labels: dict[str, str] = {
-        "queue": "Redis: queue 'celery'",
-        "result": f"Redis: {_short_key(RESULT_PREFIX + task_id)}",
+        "queue": f"Redis: queue '{names.DEFAULT_QUEUE}'",
+        "result": f"Redis: {_short_key(names.result_key(task_id))}",
     }
     parents: dict[int, int] = {}
     for event in kept:
@@ -196,7 +198,7 @@ def _labels(kept: list[Mapping[str, Any]], task_id: str) -> dict[str, str]:
         elif key.startswith("child-"):
             parents.setdefault(int(pid or 0), int(ppid or 0))
         elif key.startswith("other-"):
-            role = one_line(event.get("role", "unknown"), 20)
+            role = one_line(event.get("role", names.UNKNOWN), 20)
             labels.setdefault(key, f"{role} pid {pid}" if pid else f"{role} process (pid unknown)")
     # The MainProcess names the child that took the job before that child says anything.
     for event in kept:
@@ -226,7 +228,7 @@ def build_sequence(events: Iterable[Mapping[str, Any]], task_id: str) -> Sequenc
     seen = {
         (_command(e)[0].upper(), _command_lane(_command(e)))
         for e in kept
-        if e.get("event") == "redis.command"
+        if e.get("event") == names.REDIS_COMMAND
     }
     t0 = float(kept[0]["ts"])
     arrows: list[Arrow] = []
