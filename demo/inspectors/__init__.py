@@ -32,7 +32,8 @@ from demo.inspectors.broker import (
     unacked,
 )
 from demo.inspectors.keys import KeyInfo, ResultsView, StoredResult, key_infos, kit_keys, results
-from demo.inspectors.pool import PoolView, ProcessInfo, pool_processes, stats_pool_pids
+from demo.inspectors.pool import PoolView, pool_processes, stats_pool_pids
+from demo.stack.procs import ProcessInfo
 
 __all__ = [
     "PRIORITY_STEPS",

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import psutil
 from rich.table import Table
 from rich.text import Text
 
 from demo import names
+from demo.errors import KitError
+from demo.inspectors.pool import pool_processes
 from demo.protocol.commands import short
 from demo.trace import query
 from demo.trace.event import TraceEvent, args_of, is_hop, who
@@ -66,18 +67,11 @@ def process_table(
 ) -> Table:
     table = _table(title, "pid", "ppid", "role", "started", "command")
     try:
-        main = psutil.Process(main_pid)
-        family = [main, *main.children()]
-    except psutil.NoSuchProcess:
+        pool = pool_processes(main_pid)
+    except KitError:  # the worker is gone: nothing to show
         return table
-    for proc in family:
-        with proc.oneshot():
-            role = "MainProcess" if proc.pid == main_pid else "pool child"
-            table.add_row(
-                str(proc.pid),
-                str(proc.ppid()),
-                role,
-                f"{proc.create_time():.3f}",
-                " ".join(proc.cmdline())[:60],
-            )
+    for proc in (pool.main, *pool.children):
+        role = "MainProcess" if proc is pool.main else "pool child"
+        command = " ".join(proc.cmdline)[:60]
+        table.add_row(str(proc.pid), str(proc.ppid), role, f"{proc.create_time:.3f}", command)
     return table

@@ -9,6 +9,7 @@ from typing import Any
 from celery import Celery
 
 from demo import names
+from demo.errors import KitError
 
 CONTROL_NAME = f"{names.KIT_PREFIX}-control"  # the app's main name, and its own unacked keys
 
@@ -55,3 +56,46 @@ def _app_for(broker_url: str) -> Celery:
 
 def control_app(env: Mapping[str, str]) -> Celery:
     return _app_for(env["CELERY_BROKER_URL"])
+
+
+# One function per question the kit asks a worker over the control channel (pidbox).
+
+
+def _ask_one(env: Mapping[str, str], nodename: str, method: str, timeout: float) -> Any:
+    """NODENAME's reply to `celery inspect METHOD`; KitError if none came within `timeout`."""
+    inspector = control_app(env).control.inspect([nodename], timeout=timeout)
+    replies = getattr(inspector, method)() or {}
+    if nodename not in replies:
+        raise KitError(f"worker {nodename} did not answer `inspect {method}` within {timeout} s")
+    return replies[nodename]
+
+
+def inspect_stats(env: Mapping[str, str], nodename: str, *, timeout: float) -> dict[str, Any]:
+    """What `celery inspect stats` says about one worker (pool, prefetch_count, …)."""
+    stats: dict[str, Any] = _ask_one(env, nodename, "stats", timeout)
+    return stats
+
+
+def inspect_scheduled(
+    env: Mapping[str, str], nodename: str, *, timeout: float
+) -> list[dict[str, Any]]:
+    """The ETA/countdown requests `celery inspect scheduled` says one worker holds."""
+    scheduled: list[dict[str, Any]] = _ask_one(env, nodename, "scheduled", timeout)
+    return scheduled
+
+
+def inspect_all(
+    env: Mapping[str, str], method: str, *, workers: int, timeout: float
+) -> dict[str, Any]:
+    """`celery inspect METHOD` broadcast to every worker: nodename -> reply. Done once
+    `workers` replies came in (without a limit a broadcast waits out its timeout: it
+    cannot know how many will answer)."""
+    inspector = control_app(env).control.inspect(limit=workers, timeout=timeout)
+    replies: dict[str, Any] = getattr(inspector, method)() or {}
+    return replies
+
+
+def pings(env: Mapping[str, str], nodename: str, *, timeout: float) -> bool:
+    """True if NODENAME answers `celery inspect ping` within `timeout`."""
+    replies = control_app(env).control.ping(destination=[nodename], timeout=timeout)
+    return any(nodename in reply for reply in replies or [])

@@ -1,4 +1,5 @@
-"""Helpers shared by the stack's parts: free ports, waiting with a deadline, stopping."""
+"""Helpers shared by the stack's parts: free ports, waiting with a deadline, a process's
+children, stopping."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -63,6 +65,36 @@ def tail(log: Path | None, lines: int = 5) -> str:
         return ""
     last = log.read_text(errors="replace").strip().splitlines()[-lines:]
     return " (last log lines: " + " | ".join(line.strip()[:200] for line in last) + ")"
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    pid: int
+    ppid: int
+    name: str
+    cmdline: tuple[str, ...]
+    create_time: float  # epoch s
+
+
+def _process_info(proc: psutil.Process) -> ProcessInfo:
+    with proc.oneshot():  # one read of /proc for all the fields
+        cmdline, created = tuple(proc.cmdline()), proc.create_time()
+        return ProcessInfo(proc.pid, proc.ppid(), proc.name(), cmdline, created)
+
+
+def process_family(pid: int) -> tuple[ProcessInfo, tuple[ProcessInfo, ...]] | None:
+    """A process and its direct children by pid, as the OS sees them (a worker's MainProcess
+    and its pool); None if the process is gone. A child that exits meanwhile is left out."""
+    try:
+        main = psutil.Process(pid)
+        head, kids = _process_info(main), main.children()
+    except psutil.NoSuchProcess:
+        return None
+    children = []
+    for kid in sorted(kids, key=lambda proc: proc.pid):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            children.append(_process_info(kid))
+    return head, tuple(children)
 
 
 def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:

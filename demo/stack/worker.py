@@ -8,10 +8,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-
 from demo.errors import KitError
-from demo.stack.procs import stop_process, tail, wait_until
+from demo.stack.procs import process_family, stop_process, tail, wait_until
+
+PING_TIMEOUT_S = 0.5  # per readiness ping: the start deadline bounds the whole wait
 
 
 @dataclass
@@ -58,10 +58,9 @@ class Worker:
         return self
 
     def _answers_ping(self) -> bool:
-        from demo.stack.control import control_app
+        from demo.stack.control import pings  # imports celery: only when a worker starts
 
-        replies = control_app(self.env).control.ping(destination=[self.nodename], timeout=0.5)
-        return any(self.nodename in reply for reply in replies or [])
+        return pings(self.env, self.nodename, timeout=PING_TIMEOUT_S)
 
     @property
     def pid(self) -> int:
@@ -70,11 +69,9 @@ class Worker:
         return self.proc.pid
 
     def children(self) -> list[int]:
-        """The pool's child pids, as the OS sees them."""
-        try:
-            return sorted(child.pid for child in psutil.Process(self.pid).children())
-        except psutil.NoSuchProcess:
-            return []
+        """The pool's child pids, as the OS sees them ([] once the worker is gone)."""
+        family = process_family(self.pid)
+        return [child.pid for child in family[1]] if family is not None else []
 
     def stop(self, grace_s: float = 15.0) -> None:
         if self.proc is not None:
