@@ -156,7 +156,7 @@ def test_spy_and_timeline_read_the_stream_the_emitter_writes() -> None:
 
 
 def test_a_socket_held_by_a_parent_and_its_forked_child_belongs_to_the_parent() -> None:
-    from demo.spy.attribution import prefer_parents
+    from demo.spy.sockets import prefer_parents
 
     parents = {4100: 1, 4103: 4100, 4104: 4100}
     held = {4100: {("127.0.0.1", 5000), ("127.0.0.1", 5001)}}

@@ -1,7 +1,7 @@
 """The bench's lanes: for one mode, a private redis-server, a worker and a warm client.
 
 Also what measures them: the CPU a lane's processes use, and when a worker is idle.
-See bench.py for why each mode keeps its own lane for half the run.
+See runner.py for why each mode keeps its own lane for half the run.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ STREAM = names.TRACE_STREAM
 
 
 class Client:
-    """A `bench_client --serve` process: one per lane, warm for the whole run."""
+    """A `python -m demo.bench.client --serve` process: one per lane, warm for the whole run."""
 
     def __init__(self, env: dict[str, str], chunk: int, warmup: int, log: Path) -> None:
         command = [sys.executable, "-m", "demo.bench.client", "--serve"]
@@ -98,7 +98,7 @@ class Client:
 
 @dataclass
 class Lane:
-    """One mode's redis-server, worker and client, for half of the run (bench.py)."""
+    """One mode's redis-server, worker and client, for half of the run (runner.py)."""
 
     mode: str
     server: RedisServer

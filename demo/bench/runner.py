@@ -1,10 +1,10 @@
 """What tracing costs: plain Celery, traced, and traced with the spy, side by side in one run.
 
 `python -m demo bench [--tasks N] [--rounds R]`. Each mode has
-its own lane (bench_lanes.py): a private redis-server, a `-c 2` worker started with that
+its own lane (lanes.py): a private redis-server, a `-c 2` worker started with that
 mode's XRAY_TRACE, and a warm client. Each round sends N tasks per mode, in chunks that
 alternate between the modes in an order rotated from chunk to chunk; what the figures mean
-is in bench_report.py.
+is in report.py.
 
 Why lanes that live half the run: this machine's speed drifts by tens of percent within
 a minute (other VMs on the host). Measurements close in time share that drift, so the

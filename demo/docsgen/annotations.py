@@ -3,7 +3,8 @@
 A rule is (role, commands, key pattern) → sentence. The key is the normalised one the docs
 show (`celery-task-meta-<id>`, `celery\\x06\\x163`, `<id>.reply.celery.pidbox`…); the first
 rule that matches wins, so specific rules come before general ones. The sentences say what the
-row proves about Celery, not what the command does in general (redis_protocol.describe does).
+row proves about Celery, not what the command does in general
+(demo.protocol.commands.describe does).
 """
 
 from __future__ import annotations

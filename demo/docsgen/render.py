@@ -23,14 +23,14 @@ Event = Mapping[str, Any]
 _UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 _TOKENS = re.compile(
     rf"(?P<uuid>{_UUID}|\b[0-9a-f]{{32}}\b)"
-    r"|(?P<cut>[0-9a-f]{8}(?:-[0-9a-f]{0,12}){0,4}…)"  # a uuid that diagram.py cut short
+    r"|(?P<cut>[0-9a-f]{8}(?:-[0-9a-f]{0,12}){0,4}…)"  # a uuid demo.trace.sequence cut short
     r"|(?P<addr>\b(?:\d{1,3}(?:\.\d{1,3}){3}|localhost):)\d+"
     r"|(?P<pidkey>\b(?:child_)?p?pid\b['\"]?\s*[:=]?\s*|\bparent\s+)\d+"
     r"|(?P<fork>ForkPoolWorker-)\d+"
     r"|(?P<float>\b\d+\.\d+(?:[eE][-+]?\d+)?)"
     r"|(?P<stamp>\b\d{10,}\b)"
 )
-# Not the story: the spy's own commands (diagram.py drops them too), and those of a sender
+# Not the story: the spy's own commands (demo.trace.sequence drops them too), and those of a sender
 # the spy could not name ("unknown": a connection gone before the OS was asked, so whether
 # it gets a name is timing); transaction framing; SCRIPT (whether a Lua script is already
 # cached depends on which process used it first); the kit's own keys (xray:…).
@@ -163,7 +163,8 @@ def render_hops(events: Sequence[Event], norm: Normaliser, lang: str) -> str:
 
 
 def render_mermaid(events: Sequence[Event], norm: Normaliser, lang: str) -> str:
-    # Normalise the events first (diagram.py cuts labels to length), keeping pids for lanes.
+    # Normalise the events first (demo.trace.sequence cuts labels to length), keeping pids
+    # for lanes.
     def clean(e: Event) -> dict[str, Any]:
         out = {k: norm.text(v) if k in ("message", "summary", "key") else v for k, v in e.items()}
         if "command" in e:
@@ -172,7 +173,7 @@ def render_mermaid(events: Sequence[Event], norm: Normaliser, lang: str) -> str:
 
     seq = build_sequence([clean(e) for e in events], "<id>")
     _rows("arrows", [a.label for a in seq.arrows])
-    # One lane per role, as diagram.py already does for clients and MainProcesses: which of
+    # One lane per role, as demo.trace.sequence already does for clients and MainProcesses: which of
     # the pool's children ran a task, and whether the one that published it (a chain's
     # previous link) is the same, is the pool's choice, not the task's story.
     keys = {

@@ -1,7 +1,7 @@
 """Who sent a Redis command, and for which task.
 
 MONITOR names a client by its socket address as Redis sees it ("127.0.0.1:54321"): on this
-host, the client socket's local address, so the OS knows its pid (psutil.net_connections)
+host, the client socket's local address, so the OS knows its pid (sockets.py)
 and the pid's command line its Celery role. Lua commands show "lua" and kombu's acks only a
 delivery tag: the pure helpers here carry both back to a sender and a task.
 """
@@ -24,6 +24,7 @@ from demo import names
 from demo.protocol.commands import carried_envelopes, task_id_of
 from demo.protocol.envelope import envelope_ids
 from demo.spy.monitor_line import MonitorLine
+from demo.spy.sockets import scan_sockets
 from envoi_mails.xray import emitter, process
 
 CONTROL_NAME = names.SPY_CLIENT_NAME  # the spy's own CLIENT LIST connection: filtered too
@@ -152,64 +153,6 @@ class DeliveryTags:
                 self._tags.popitem(last=False)
 
 
-def _scan_sockets(redis_port: int | None = None) -> dict[tuple[str, int], int]:
-    """{(local ip, local port): pid} for the inet sockets connected to our Redis.
-
-    The remote end must be Redis's port: a local (ip, port) alone can also belong to an
-    unrelated socket (a listener, or a connection to another server) of another process.
-    """
-    owners: dict[tuple[str, int], int] = {}
-    for conn in psutil.net_connections(kind="inet"):
-        if conn.pid is None or not conn.laddr:
-            continue
-        if redis_port is not None and not (conn.raddr and conn.raddr.port == redis_port):
-            continue
-        owners[(conn.laddr.ip, conn.laddr.port)] = conn.pid
-    return prefer_parents(owners, _parent_pid, _local_addrs)
-
-
-def prefer_parents(
-    owners: dict[tuple[str, int], int],
-    parent_of: Callable[[int], int | None],
-    sockets_of: Callable[[int], set[tuple[str, int]]],
-) -> dict[tuple[str, int], int]:
-    """Give each socket to the parent when the parent holds it too.
-
-    fork() copies every open socket, so a fresh pool child holds the MainProcess's
-    connections, and psutil names one holder per socket, either. Only the process that
-    opened a connection uses it (Celery resets its pools after a fork): the parent's.
-    """
-    # Every holder's parent is asked, not only parents psutil already named for a socket:
-    # it may have named the children for all of a parent's sockets.
-    parents = {pid: parent_of(pid) for pid in set(owners.values())}
-    parent_sockets: dict[int, set[tuple[str, int]]] = {}
-    fixed = dict(owners)
-    for addr, pid in owners.items():
-        parent = parents.get(pid)
-        if parent is None or parent <= 1:
-            continue
-        if parent not in parent_sockets:
-            parent_sockets[parent] = sockets_of(parent)
-        if addr in parent_sockets[parent]:
-            fixed[addr] = parent
-    return fixed
-
-
-def _local_addrs(pid: int) -> set[tuple[str, int]]:
-    try:
-        conns = psutil.Process(pid).net_connections(kind="inet")
-    except psutil.Error:
-        return set()
-    return {(c.laddr.ip, c.laddr.port) for c in conns if c.laddr}
-
-
-def _parent_pid(pid: int) -> int | None:
-    try:
-        return int(psutil.Process(pid).ppid())
-    except psutil.Error:
-        return None
-
-
 class Attributor:
     """who(addr) -> Sender, for clients on this host. Caches; refreshes on a miss.
 
@@ -227,7 +170,7 @@ class Attributor:
     ) -> None:
         self.known_roles: dict[int, str] = known_roles if known_roles is not None else {}
         port = urlsplit(redis_url).port if redis_url else None
-        self._scan = scan or (lambda: _scan_sockets(port or 6379 if redis_url else None))
+        self._scan = scan or (lambda: scan_sockets(port or 6379 if redis_url else None))
         self._client_list = client_list or self._redis_client_list
         self._url = redis_url
         self._redis: redis.Redis | None = None
