@@ -1,5 +1,6 @@
 """Every scenario exits 0 (all its expectations held) and writes a trace that honours the
-contract of shared/DESIGN.md; scenario 02's trace also proves the kit's attribution."""
+trace contract (envoi_mails/xray/hops.py, demo/trace/event.py: ts, event, role, pid, ppid,
+host on every event); scenario 02's trace also proves the kit's attribution."""
 
 from __future__ import annotations
 
