@@ -1,16 +1,26 @@
-"""`python -m demo up` (`./run demo`): the tutorial's stack in the foreground."""
+"""`python -m demo up` (`./run demo`): the tutorial's stack in the foreground.
+
+Exit codes: 0 when the user stopped it (Ctrl-C, SIGTERM, a closed terminal), 130 when that
+came during start-up, 1 when a part failed (the message says which, and how it ended).
+"""
 
 from __future__ import annotations
 
 import os
 import signal
-import threading
+import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from demo.config import KitConfig
 from demo.errors import KitError, one_line_errors
 from demo.stack import state
+
+if TYPE_CHECKING:
+    from demo.stack.stack import Stack
+
+INTERRUPTED = 128 + signal.SIGINT  # a shell's exit code for a job stopped by Ctrl-C
 
 
 @click.command("up")
@@ -21,33 +31,49 @@ def up(concurrency: int | None, flower: bool) -> None:
     """Start Redis, an SMTP sink, the tutorial's worker and Flower; Ctrl-C stops them all."""
     from demo.render.banner import banner
     from demo.stack.stack import Stack
+    from demo.stack.watch import watch
 
     config = KitConfig.from_env()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # A closed terminal (SIGHUP) or `kill` (SIGTERM) stops the stack as Ctrl-C does.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.default_int_handler)
     extra = ["-E"] + ([f"--concurrency={concurrency}"] if concurrency else [])
-    with Stack(config, prefer_tutorial_ports=True) as stack:
-        stack.start_worker(extra=extra)
-        if flower:
-            stack.start_flower()
-        state.save(
-            config.state_dir,
-            {
-                "pid": os.getpid(),
-                "env": stack.env,
-                "worker_pid": stack.workers[0].pid,
-                "flower": stack.flower.url if stack.flower else None,
-            },
-        )
-        click.echo(banner(stack))
-        try:
-            while not stop.wait(0.5):
-                if stack.workers[0].proc and stack.workers[0].proc.poll() is not None:
-                    raise KitError(f"the worker exited{stack.workers[0].log_tail()}")
-        except KeyboardInterrupt:
-            pass
-        finally:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop
-            state.clear(config.state_dir)
-            click.echo("\nstopping: Flower, worker, SMTP sink, Redis …")
-    click.echo("stopped; nothing left running.")
+    stack = Stack(config, prefer_tutorial_ports=True)
+    started = False
+    failure: KitError | None = None
+    try:
+        with stack:
+            stack.start_worker(extra=extra)
+            if flower:
+                stack.start_flower()
+            state.save(
+                config.state_dir,
+                {
+                    "pid": os.getpid(),
+                    "env": stack.env,
+                    "worker_pid": stack.workers[0].pid,
+                    "flower": stack.flower.url if stack.flower else None,
+                },
+            )
+            click.echo(banner(stack))
+            started = True
+            try:
+                watch(stack, say=lambda line: click.echo(line, err=True))
+            except KitError as exc:
+                failure = exc
+            finally:
+                click.echo(f"\nstopping: {', '.join(part.title for part in stack.parts())} …")
+    except KeyboardInterrupt:
+        if not started:
+            click.echo(f"\ninterrupted during start-up: {_what_is_left(stack)}")
+            sys.exit(INTERRUPTED)
+    finally:
+        state.clear(config.state_dir)
+    click.echo(f"stopped: {_what_is_left(stack)}")
+    if failure is not None:
+        raise failure
+
+
+def _what_is_left(stack: Stack) -> str:
+    left = stack.left_running()
+    return "nothing left running." if not left else f"still running: {', '.join(left)}"

@@ -8,12 +8,15 @@ import sys
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
-from demo.stack.procs import stop_process, wait_until
+from demo.stack.procs import Part, stop_process, wait_until
 
 
 @dataclass
-class Flower:
+class Flower(Part):
+    title: ClassVar[str] = "Flower"
+
     env: dict[str, str]
     port: int
     log: Path
@@ -26,24 +29,8 @@ class Flower:
     def start(self, deadline_s: float = 30.0) -> Flower:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.env, "FLOWER_UNAUTHENTICATED_API": "true"}
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "envoi_mails",
-                    "flower",
-                    "--address=127.0.0.1",
-                    f"--port={self.port}",
-                ],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches the kit only: it stops them in order
-            )
+        argv = [sys.executable, "-m", "celery", "-A", "envoi_mails", "flower"]
+        self._spawn([*argv, "--address=127.0.0.1", f"--port={self.port}"], log=self.log, env=env)
         wait_until(self._healthy, deadline_s, f"Flower on {self.url}", self.proc, self.log)
         return self
 

@@ -1,21 +1,93 @@
-"""Helpers shared by the stack's parts: free ports, waiting with a deadline, a process's
-children, stopping."""
+"""Helpers shared by the stack's parts: starting one, free ports, waiting with a deadline, a
+process's children, stopping."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import psutil
 
 from demo.errors import KitError
+from demo.stack.shield import deferred
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+class Part:
+    """A process of the stack (Redis, SMTP sink, worker, Flower), started by `_spawn`."""
+
+    title: ClassVar[str]  # what the user calls it: "Redis", "SMTP sink", "worker", "Flower"
+    proc: subprocess.Popen[bytes] | None
+
+    def ended(self) -> str | None:
+        """How the process ended ("was killed by signal 9 (SIGKILL)"); None while it runs."""
+        if self.proc is None or self.proc.poll() is None:
+            return None
+        return exit_cause(self.proc.returncode)
+
+    def _spawn(
+        self, argv: list[str], *, log: Path | None = None, env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start the part: output appended to `log` (else dropped), stdin closed.
+
+        In a session of its own, so that a Ctrl-C reaches the kit only and the kit stops
+        the parts in order. On Linux the part also gets SIGTERM if the kit dies without
+        stopping it (even by SIGKILL), so that nothing outlives the kit. Signals are held
+        off from fork() until `self.proc` is set (shield.py): a Ctrl-C then interrupts
+        just after, with the process known to the stop.
+        """
+        with contextlib.ExitStack() as files, deferred(redeliver=True):
+            out = files.enter_context(log.open("ab")) if log is not None else None
+            self.proc = subprocess.Popen(
+                argv,
+                env=None if env is None else dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=out or subprocess.DEVNULL,
+                stderr=subprocess.STDOUT if out else subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with(os.getpid()),  # see _die_with
+            )
+        return self.proc
+
+
+def exit_cause(returncode: int) -> str:
+    """A process's end in words: `exited with code 1`, `was killed by signal 9 (SIGKILL)`."""
+    if returncode >= 0:
+        return f"exited with code {returncode}"
+    try:
+        name = f" ({signal.Signals(-returncode).name})"
+    except ValueError:
+        name = ""
+    return f"was killed by signal {-returncode}{name}"
+
+
+def _die_with(kit_pid: int) -> Callable[[], None] | None:
+    """PR_SET_PDEATHSIG, in the child between fork and exec: SIGTERM when the kit dies.
+
+    It fires when the *thread* that forked ends: every part is started from the kit's main
+    thread. The libc function is looked up here, before fork(), so the child only calls it.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def in_child() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != kit_pid:  # the kit died between fork() and prctl()
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return in_child
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -98,7 +170,14 @@ def process_family(pid: int) -> tuple[ProcessInfo, tuple[ProcessInfo, ...]] | No
 
 
 def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
-    """SIGTERM the process and everything it forked; SIGKILL what is left after `grace_s`."""
+    """SIGTERM the process and everything it forked; SIGKILL what is left after `grace_s`.
+
+    A Ctrl-C meanwhile waits until this process is stopped (shield.py)."""
+    with deferred(redeliver=True):
+        _stop(proc, grace_s)
+
+
+def _stop(proc: subprocess.Popen[bytes], grace_s: float) -> None:
     if proc.poll() is not None:
         return
     try:

@@ -7,12 +7,14 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 import redis
 
 from demo.errors import KitError
-from demo.stack.procs import free_port, port_is_free, stop_process, wait_until
+from demo.stack.procs import Part, free_port, port_is_free, stop_process, wait_until
+from demo.stack.shield import deferred
 
 TUTORIAL_PORT = 6379
 
@@ -55,13 +57,20 @@ def check_reachable(url: str, timeout_s: float = 2.0) -> None:
 
 
 @dataclass
-class RedisServer:
-    """redis-server on 127.0.0.1, no persistence, in a temporary folder; stopped by `stop()`."""
+class RedisServer(Part):
+    """redis-server on 127.0.0.1, no persistence; stopped by `stop()`.
+
+    It works in `folder` (its log is kept there), else in a temporary folder of its own,
+    removed by `stop()`.
+    """
+
+    title: ClassVar[str] = "Redis"
 
     port: int = 0
     prefer_tutorial_port: bool = False
+    folder: Path | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
-    folder: Path | None = field(default=None, init=False)
+    _temporary: Path | None = field(default=None, init=False, repr=False)
 
     @property
     def url(self) -> str:
@@ -71,9 +80,11 @@ class RedisServer:
         if not self.port:
             use_tutorial = self.prefer_tutorial_port and port_is_free(TUTORIAL_PORT)
             self.port = TUTORIAL_PORT if use_tutorial else free_port()
-        self.folder = Path(tempfile.mkdtemp(prefix="xray-redis-"))
+        if self.folder is None:
+            with deferred(redeliver=True):  # a Ctrl-C must not lose track of the folder
+                self.folder = self._temporary = Path(tempfile.mkdtemp(prefix="xray-redis-"))
         log = self.folder / "redis.log"
-        self.proc = subprocess.Popen(
+        self._spawn(
             [
                 find_redis_server(),
                 "--port",
@@ -90,11 +101,7 @@ class RedisServer:
                 str(log),
                 "--daemonize",
                 "no",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # Ctrl-C reaches the kit only: it stops them in order
+            ]
         )
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
 
@@ -109,7 +116,8 @@ class RedisServer:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc, grace_s=5)
-        if self.folder is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
+        with deferred(redeliver=True):  # the folder goes with the process, even on Ctrl-C
+            if self.proc is not None:
+                stop_process(self.proc, grace_s=5)
+            if self._temporary is not None:
+                shutil.rmtree(self._temporary, ignore_errors=True)

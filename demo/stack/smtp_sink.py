@@ -16,9 +16,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from demo.stack.procs import port_accepts, stop_process, wait_until
+from demo.stack.procs import Part, port_accepts, stop_process, wait_until
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,10 @@ def read_mails(folder: Path) -> list[Mail]:
 
 
 @dataclass
-class SmtpSink:
+class SmtpSink(Part):
     """The sink as a child process: it can be stopped and started again on the same port."""
+
+    title: ClassVar[str] = "SMTP sink"
 
     port: int
     folder: Path
@@ -88,22 +90,8 @@ class SmtpSink:
     def start(self, deadline_s: float = 15.0) -> SmtpSink:
         self.folder.mkdir(parents=True, exist_ok=True)
         log = self.folder.parent / f"smtp-sink-{self.port}.log"
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "demo.stack.smtp_sink",
-                    "--port",
-                    str(self.port),
-                    "--dir",
-                    str(self.folder),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches the kit only: it stops them in order
-            )
+        argv = [sys.executable, "-m", "demo.stack.smtp_sink", "--port", str(self.port)]
+        self._spawn([*argv, "--dir", str(self.folder)], log=log)
         wait_until(
             lambda: port_accepts("127.0.0.1", self.port),
             deadline_s,

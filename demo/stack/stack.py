@@ -13,6 +13,7 @@ from demo.config import KitConfig
 from demo.stack.flower import Flower
 from demo.stack.procs import free_port, port_is_free
 from demo.stack.redis_server import RedisServer, check_reachable
+from demo.stack.shield import deferred
 from demo.stack.smtp_sink import Mail, SmtpSink
 from demo.stack.worker import Worker
 
@@ -40,15 +41,19 @@ class Stack:
             check_reachable(self.config.broker_url)
             self.broker_url = self.config.broker_url
         else:
-            self.redis = RedisServer(prefer_tutorial_port=self.prefer_tutorial_ports).start()
-            self.broker_url = self.redis.url
+            # Kept before it starts: stop() must reap a half-started one (Ctrl-C, a failure).
+            self.redis = RedisServer(
+                prefer_tutorial_port=self.prefer_tutorial_ports, folder=self.run_dir
+            )
+            self.broker_url = self.redis.start().url
         if self.config.smtp_host:
             self.smtp_host, self.smtp_port = self.config.smtp_host, self.config.smtp_port
         else:
             port = self.config.smtp_port
             if not (self.prefer_tutorial_ports and port_is_free(port)):
                 port = free_port()
-            self.smtp = SmtpSink(port, self.config.state_dir / "mails").start()
+            self.smtp = SmtpSink(port, self.config.state_dir / "mails")
+            self.smtp.start()
             self.smtp_host, self.smtp_port = "127.0.0.1", port
         return self
 
@@ -88,17 +93,26 @@ class Stack:
     def mails(self) -> list[Mail]:
         return self.smtp.mails() if self.smtp else []
 
+    def parts(self) -> list[Worker | Flower | SmtpSink | RedisServer]:
+        """What was started (or began to start), in the order to stop it."""
+        parts = [self.flower, *reversed(self.workers), self.smtp, self.redis]
+        return [part for part in parts if part is not None]
+
     def stop(self) -> None:
-        parts: list[Worker | Flower | SmtpSink | RedisServer | None] = [
-            self.flower,
-            *reversed(self.workers),
-            self.smtp,
-            self.redis,
-        ]
-        for part in parts:
-            if part is not None:
+        """Stop every part, in order. Signals meanwhile (a second Ctrl-C, a SIGTERM) are
+        dropped: they ask for what is being done, and must not cut it short (shield.py)."""
+        with deferred(redeliver=False):
+            for part in self.parts():
                 with contextlib.suppress(Exception):  # stop the rest even if one part fails
                     part.stop()
+
+    def left_running(self) -> list[str]:
+        """The parts whose process still runs, as `title (pid N)`: [] once stopped."""
+        return [
+            f"{part.title} (pid {part.proc.pid})"
+            for part in self.parts()
+            if part.proc is not None and part.proc.poll() is None
+        ]
 
     def __enter__(self) -> Stack:
         try:

@@ -7,16 +7,19 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from demo.errors import KitError
-from demo.stack.procs import process_family, stop_process, tail, wait_until
+from demo.stack.procs import Part, process_family, stop_process, tail, wait_until
 
 PING_TIMEOUT_S = 0.5  # per readiness ping: the start deadline bounds the whole wait
 
 
 @dataclass
-class Worker:
+class Worker(Part):
     """The tutorial's worker command; `extra` adds options such as `-c 2` or `-E`."""
+
+    title: ClassVar[str] = "worker"
 
     env: dict[str, str]
     log: Path
@@ -45,15 +48,9 @@ class Worker:
 
     def start(self, deadline_s: float = 30.0) -> Worker:
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", *self.command],
-                env={**os.environ, **self.env},
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches the kit only: it stops them in order
-            )
+        self._spawn(
+            [sys.executable, "-m", *self.command], log=self.log, env={**os.environ, **self.env}
+        )
         wait_until(self._answers_ping, deadline_s, f"worker {self.nodename}", self.proc, self.log)
         return self
 
