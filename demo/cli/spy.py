@@ -61,8 +61,9 @@ def _record(recorder: redis.Redis | None, batch: list[dict[str, Any]]) -> None:
     batch.clear()
 
 
-def _watch(url: str, seconds: float | None, console: Console, record: bool) -> None:
+def _watch(target: state.Target, seconds: float | None, console: Console, record: bool) -> None:
     """Print events as the spy delivers them, until the deadline (or Ctrl-C)."""
+    url = target.broker_url
     lines: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
     end = None if seconds is None else time.monotonic() + seconds
     # Named xray-*: the spy leaves the kit's own connections out of what it shows.
@@ -70,7 +71,7 @@ def _watch(url: str, seconds: float | None, console: Console, record: bool) -> N
     recorder = redis.Redis.from_url(url, client_name=name) if record else None
     batch: list[dict[str, Any]] = []
     with Spy(url, on_event=lines.put) as spy:
-        console.print(f"[dim]MONITOR on {escape(url)} — Ctrl-C stops[/dim]", highlight=False)
+        console.print(f"[dim]MONITOR on {escape(str(target))} — Ctrl-C stops[/dim]")
         while end is None or time.monotonic() < end:
             try:
                 event = lines.get(timeout=0.2)  # short, so that Ctrl-C and --seconds land
@@ -97,8 +98,7 @@ def spy_command(seconds: float | None, record: bool) -> None:
     """Watch every Redis command, with the role and pid of the process that sent it."""
     console = Console(highlight=False)
     try:
-        url = state.stack_env(KitConfig.from_env().state_dir)["CELERY_BROKER_URL"]
-        _watch(url, seconds, console, record)
+        _watch(state.target(KitConfig.from_env().state_dir), seconds, console, record)
     except KeyboardInterrupt:
         pass
     except (KitError, SettingsError) as exc:

@@ -31,8 +31,9 @@ from demo.trace.timeline import Timeline
 @one_line_errors
 def trace_command(task_id: str, mermaid: bool, html_path: Path | None) -> None:
     """Show TASK_ID's life: every hop, by process, as a sequence diagram."""
-    url = state.stack_env(KitConfig.from_env().state_dir)["CELERY_BROKER_URL"]
-    with Timeline(url, history=True) as timeline:
+    target = state.target(KitConfig.from_env().state_dir)
+    click.echo(f"using {target}", err=True)
+    with Timeline(target.broker_url, history=True) as timeline:
         events = timeline.for_task(task_id)
     if not events:
         raise KitError(

@@ -36,8 +36,9 @@ def send(destinataire: str, timeout: float) -> None:
     """Send one mail through the running stack: envoi_mail.apply_async(args=[DESTINATAIRE])."""
     from demo.stack.client import send_mail
 
-    env = state.stack_env(KitConfig.from_env().state_dir)
-    click.echo(json.dumps(send_mail(env, destinataire, timeout), indent=2))
+    target = state.target(KitConfig.from_env().state_dir)
+    click.echo(f"using {target}", err=True)
+    click.echo(json.dumps(send_mail(target, destinataire, timeout), indent=2))
 
 
 @click.command()
@@ -48,5 +49,6 @@ def result(task_id: str, timeout: float) -> None:
     """Fetch a task's result with nothing but its task_id, from this new process."""
     from demo.stack.client import fetch_result
 
-    env = state.stack_env(KitConfig.from_env().state_dir)
-    click.echo(json.dumps(fetch_result(env, task_id, timeout), indent=2))
+    target = state.target(KitConfig.from_env().state_dir)
+    click.echo(f"using {target}", err=True)
+    click.echo(json.dumps(fetch_result(target, task_id, timeout), indent=2))

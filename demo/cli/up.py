@@ -6,7 +6,6 @@ came during start-up, 1 when a part failed (the message says which, and how it e
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from typing import TYPE_CHECKING
@@ -29,11 +28,16 @@ INTERRUPTED = 128 + signal.SIGINT  # a shell's exit code for a job stopped by Ct
 @one_line_errors
 def up(concurrency: int | None, flower: bool) -> None:
     """Start Redis, an SMTP sink, the tutorial's worker and Flower; Ctrl-C stops them all."""
+    config = KitConfig.from_env()
+    with state.claim(config.state_dir):  # one stack per state folder: refuse a second one
+        _up(config, concurrency, flower)
+
+
+def _up(config: KitConfig, concurrency: int | None, flower: bool) -> None:
     from demo.render.banner import banner
     from demo.stack.stack import Stack
     from demo.stack.watch import watch
 
-    config = KitConfig.from_env()
     # A closed terminal (SIGHUP) or `kill` (SIGTERM) stops the stack as Ctrl-C does.
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.default_int_handler)
@@ -49,7 +53,6 @@ def up(concurrency: int | None, flower: bool) -> None:
             state.save(
                 config.state_dir,
                 {
-                    "pid": os.getpid(),
                     "env": stack.env,
                     "worker_pid": stack.workers[0].pid,
                     "flower": stack.flower.url if stack.flower else None,

