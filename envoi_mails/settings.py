@@ -90,3 +90,10 @@ class Settings:
     def mail_retry_delay(self, retries: int) -> float:
         """Seconds to wait before the next SMTP try, after `retries` failed ones."""
         return float(min(self.mail_retry_backoff * 2**retries, self.mail_retry_backoff_max))
+
+    def mail_retry_schedule_s(self) -> float:
+        """The longest a mail task takes to its final answer when SMTP stays down: each
+        retry waits its backoff first, and every try may wait smtp_timeout (62 + 30 s with
+        the defaults)."""
+        backoffs = sum(self.mail_retry_delay(n) for n in range(self.mail_max_retries))
+        return backoffs + (self.mail_max_retries + 1) * self.smtp_timeout

@@ -30,15 +30,22 @@ def mails() -> None:
 
 @click.command()
 @click.argument("destinataire")
-@click.option("--timeout", default=60.0, help="seconds to wait for the result")
+@click.option(
+    "--timeout",
+    type=float,
+    default=None,
+    help="seconds to wait for the result (default: the mail task's whole retry schedule)",
+)
 @one_line_errors
-def send(destinataire: str, timeout: float) -> None:
+def send(destinataire: str, timeout: float | None) -> None:
     """Send one mail through the running stack: envoi_mail.apply_async(args=[DESTINATAIRE])."""
-    from demo.stack.client import send_mail
+    from demo.stack.client import send_mail, send_timeout
+    from envoi_mails.settings import Settings
 
     target = state.target(KitConfig.from_env().state_dir)
     click.echo(f"using {target}", err=True)
-    click.echo(json.dumps(send_mail(target, destinataire, timeout), indent=2))
+    wait = send_timeout(Settings.from_env()) if timeout is None else timeout
+    click.echo(json.dumps(send_mail(target, destinataire, wait), indent=2))
 
 
 @click.command()
