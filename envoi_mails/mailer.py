@@ -13,6 +13,11 @@ from email.utils import formatdate
 # Deliberately simple: one @, a non-empty local part, a dotted domain, no spaces or brackets.
 # Enough to refuse typos at once instead of bothering an SMTP server.
 _ADDRESS = re.compile(r"^[^@\s<>(),;:\"\[\]]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+# RFC 5321 4.5.3.1: a path is at most 256 octets with its angle brackets, so an address
+# at most 254; a local part at most 64. Mail systems refuse longer ones: so do we, at once.
+MAX_ADDRESS = 254
+MAX_LOCAL_PART = 64
+SHOWN_CHARS = 80  # of a refused value, in an error message (the rest is counted, not shown)
 
 
 class InvalidAddress(ValueError):
@@ -42,11 +47,29 @@ def validate_address(address: object) -> str:
     if not isinstance(address, str):
         raise InvalidAddress(f"recipient must be a string, got {type(address).__name__}")
     candidate = address.strip()
+    local = candidate.rpartition("@")[0]
+    if len(candidate) > MAX_ADDRESS:
+        raise InvalidAddress(
+            f"{shown(candidate)} is {len(candidate)} characters long: an e-mail address "
+            f"has at most {MAX_ADDRESS} (RFC 5321)"
+        )
+    if len(local) > MAX_LOCAL_PART:
+        raise InvalidAddress(
+            f"{shown(candidate)}: the part before @ is {len(local)} characters long, "
+            f"at most {MAX_LOCAL_PART} (RFC 5321)"
+        )
     if not _ADDRESS.match(candidate):
         raise InvalidAddress(
-            f"{address!r} is not a valid e-mail address (expected name@domain.tld)"
+            f"{shown(address)} is not a valid e-mail address (expected name@domain.tld)"
         )
     return candidate
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """repr(value) for an error message, cut to `limit` characters: a 10 MB argument must
+    not come back in the error, the result key, the log and the trace."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
 
 
 def build_message(
@@ -78,7 +101,8 @@ def send(message: EmailMessage, server: SmtpServer) -> None:
     try:
         client.send_message(message)
     except smtplib.SMTPRecipientsRefused as exc:
-        raise MailRejected(f"SMTP server {server} refused the recipient: {exc.recipients}") from exc
+        refused = shown(exc.recipients)
+        raise MailRejected(f"SMTP server {server} refused the recipient: {refused}") from exc
     except smtplib.SMTPResponseException as exc:
         if 400 <= exc.smtp_code < 500:
             raise SmtpUnavailable(f"SMTP server {server} said try later: {exc.smtp_code}") from exc
@@ -94,4 +118,5 @@ def send(message: EmailMessage, server: SmtpServer) -> None:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, socket.timeout):
         return "timed out"
-    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return reason if len(reason) <= SHOWN_CHARS else shown(reason)

@@ -12,8 +12,7 @@ from typing import Any
 
 import redis
 
-from demo import names
-from envoi_mails.xray import wire
+from envoi_mails.xray import emitter, wire
 
 IDENTITY = ("role", "pid", "ppid", "host")  # the fields wire.encode writes once per group
 _HEAD = ("ts", "event")
@@ -36,12 +35,8 @@ def to_records(events: Iterable[Mapping[str, Any]]) -> list[wire.Record]:
 
 
 def record_events(client: redis.Redis, events: Iterable[Mapping[str, Any]]) -> None:
-    """Add the events to the trace stream as one entry (nothing for no events)."""
+    """Add the events to the trace stream, in entries as bounded as the emitter's
+    (nothing for no events): a command's large arguments are cut there, not here."""
     records = to_records(events)
     if records:
-        client.xadd(
-            names.TRACE_STREAM,
-            {wire.FIELD: wire.encode(records)},
-            maxlen=names.TRACE_STREAM_MAXLEN,
-            approximate=True,
-        )
+        emitter.append(client, emitter.entries(records))

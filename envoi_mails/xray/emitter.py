@@ -7,6 +7,12 @@ worker measurably; `emit` only appends a tuple to a bounded deque and a daemon t
 sends what is queued every FLUSH_INTERVAL_S as ONE stream entry (wire.py): one XADD and
 one JSON encoding per batch, not per event (an XADD per event cost about 19 µs of CPU per
 event, 15-18 events per task, in the process that emitted them).
+
+Bounded in bytes, not only in entries: an entry holds at most ENTRY_MAX_BYTES (a larger
+batch goes as several entries; an event that alone is larger has its long strings cut),
+and the stream at most STREAM_MAXLEN entries. So the trace never takes more than
+STREAM_MAX_MB of a Redis's memory (measured by tests/test_bounded_input.py): 4 000-byte
+entries fit jemalloc's 4 KiB size class, where 4 096 would take 5 KiB each.
 """
 
 from __future__ import annotations
@@ -15,13 +21,18 @@ import atexit
 import os
 import threading
 from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import redis
 
 from envoi_mails.xray import wire
 
 STREAM = "xray:trace"
-STREAM_MAXLEN = 20_000  # entries, each one flush's batch of events: bounded on Redis
+STREAM_MAXLEN = 10_000  # entries, each (part of) one flush's batch of events
+ENTRY_MAX_BYTES = 4_000  # an entry's JSON, at most
+STREAM_MAX_MB = 48  # what 10 000 full entries take in Redis: 42 MB measured, and a margin
+VALUE_MAX_CHARS = 500  # a string longer than this is cut, in an event too large alone
 BUFFER_MAX = 20_000  # per process, if Redis is gone: oldest events are dropped
 FLUSH_INTERVAL_S = (
     0.1  # batches; 0.2 s measured no cheaper (demo bench) and made scenario waits racier
@@ -63,10 +74,7 @@ class Emitter:
             if not batch:
                 return
             try:
-                payload = wire.encode(batch)
-                self._client().xadd(
-                    STREAM, {wire.FIELD: payload}, maxlen=STREAM_MAXLEN, approximate=True
-                )
+                append(self._client(), entries(batch))
             # Tracing must never break the app, and this thread must outlive a bad batch:
             # Redis gone, or a field orjson refuses (TypeError: a non-str key, a huge int).
             except (redis.RedisError, TypeError, ValueError):
@@ -107,6 +115,56 @@ class Emitter:
         self._wake = threading.Event()
         self._redis = None
         self._thread = None
+
+
+def append(client: redis.Redis, payloads: Sequence[bytes]) -> None:
+    """XADD each entry to the trace stream, trimmed to about STREAM_MAXLEN entries."""
+    if len(payloads) == 1:  # the usual case: one round trip, no pipeline to build
+        client.xadd(STREAM, {wire.FIELD: payloads[0]}, maxlen=STREAM_MAXLEN, approximate=True)
+        return
+    pipe = client.pipeline(transaction=False)
+    for payload in payloads:
+        pipe.xadd(STREAM, {wire.FIELD: payload}, maxlen=STREAM_MAXLEN, approximate=True)
+    pipe.execute()
+
+
+def entries(batch: Sequence[wire.Record]) -> list[bytes]:
+    """The batch as stream entries of at most ENTRY_MAX_BYTES each, in order.
+
+    One encoding when it fits (nearly always); else halves, each encoded again, until each
+    fits: a batch of n times the limit costs about log2(n) encodings of it. An event that
+    does not fit alone has its long strings cut (`fit`).
+    """
+    payload = wire.encode(batch)
+    if len(payload) <= ENTRY_MAX_BYTES:
+        return [payload]
+    if len(batch) == 1:
+        return [wire.encode([fit(batch[0])])]
+    half = len(batch) // 2
+    return entries(batch[:half]) + entries(batch[half:])
+
+
+def fit(record: wire.Record) -> wire.Record:
+    """The event with every string over VALUE_MAX_CHARS cut, saying how long it was; if
+    that is still too large, its fields give way to one saying how large they were."""
+    identity, ts, event, fields = record
+    cut = {key: _cut(value) for key, value in fields.items()}
+    if len(wire.encode([(identity, ts, event, cut)])) <= ENTRY_MAX_BYTES:
+        return identity, ts, event, cut
+    size = len(wire.encode([record]))
+    return identity, ts, event, {"cut": f"{size} bytes of fields, over {ENTRY_MAX_BYTES}"}
+
+
+def _cut(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str) and len(value) > VALUE_MAX_CHARS:
+        return f"{value[:VALUE_MAX_CHARS]}… [cut: {len(value)} chars]"
+    if depth > 2:  # deeper structures are not events' business: the size check decides
+        return value
+    if isinstance(value, Mapping):
+        return {key: _cut(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_cut(item, depth + 1) for item in value]
+    return value
 
 
 _emitter: Emitter | None = None
