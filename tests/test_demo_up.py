@@ -3,6 +3,7 @@ stops everything."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -66,10 +67,12 @@ def test_up_starts_the_stack_and_ctrl_c_leaves_no_process_behind(
         family = psutil.Process(proc.pid).children(recursive=True)
         assert len(family) >= 5, "redis, SMTP sink, worker MainProcess + child, Flower"
         assert f"Flower        http://127.0.0.1:{flower_port}" in banner
-        api = f"http://127.0.0.1:{flower_port}/api/workers?refresh=1"
-        with urllib.request.urlopen(api, timeout=10) as reply:
-            assert any(name.startswith("celery@") for name in json.load(reply))
         state = json.loads((tmp_path / "stack.json").read_text())
+        api = f"http://127.0.0.1:{flower_port}/api/workers?refresh=1"
+        login = base64.b64encode(f"{state['flower_user']}:{state['flower_password']}".encode())
+        request = urllib.request.Request(api, headers={"Authorization": f"Basic {login.decode()}"})
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            assert any(name.startswith("celery@") for name in json.load(reply))
         assert state["worker_pid"] in [p.pid for p in family]
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group gets it

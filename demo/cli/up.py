@@ -35,6 +35,8 @@ def up(concurrency: int | None, flower: bool) -> None:
 
 def _up(config: KitConfig, concurrency: int | None, flower: bool) -> None:
     from demo.render.banner import banner
+    from demo.stack.flower import USER as FLOWER_USER
+    from demo.stack.flower import new_password
     from demo.stack.stack import Stack
     from demo.stack.watch import watch
 
@@ -49,13 +51,15 @@ def _up(config: KitConfig, concurrency: int | None, flower: bool) -> None:
         with stack:
             stack.start_worker(extra=extra)
             if flower:
-                stack.start_flower()
+                stack.start_flower(password=new_password())  # one per run, in the 0600 state
             state.save(
                 config.state_dir,
                 {
                     "env": stack.env,
                     "worker_pid": stack.workers[0].pid,
                     "flower": stack.flower.url if stack.flower else None,
+                    "flower_user": FLOWER_USER if stack.flower else None,
+                    "flower_password": stack.flower.password if stack.flower else None,
                 },
             )
             click.echo(banner(stack))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from demo.stack.flower import USER
 from demo.stack.redis_server import TUTORIAL_PORT
 from demo.stack.stack import Stack
 
@@ -20,6 +21,11 @@ def banner(stack: Stack) -> str:
     ]
     if stack.flower:
         lines.append(f"  Flower        {stack.flower.url}")
+        if stack.flower.password:
+            lines.append(
+                f"                user {USER}, password {stack.flower.password} "
+                "(new each run; also in the state file, readable by you only)"
+            )
     lines += ["", "In another terminal, the tutorial's client:"]
     tutorial_ports = stack.redis is None or stack.redis.port == TUTORIAL_PORT
     if not tutorial_ports or stack.smtp_port != 1025:

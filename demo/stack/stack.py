@@ -88,9 +88,10 @@ class Stack:
         self.workers.append(worker)  # before start: stop() must reap a half-started one
         return worker.start()
 
-    def start_flower(self) -> Flower:
+    def start_flower(self, password: str | None = None) -> Flower:
+        """Flower; with `password`, only for who knows it (see flower.py)."""
         port = self.config.flower_port if port_is_free(self.config.flower_port) else free_port()
-        self.flower = Flower(self.env, port, self.run_dir / "flower.log")
+        self.flower = Flower(self.env, port, self.run_dir / "flower.log", password)
         return self.flower.start()
 
     def mails(self) -> list[Mail]:
