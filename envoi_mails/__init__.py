@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from envoi_mails.tasks import (
         add,
         envoi_mail,
+        envoi_mail_late,
         fail,
         flaky,
         get_inside,
@@ -29,6 +30,7 @@ _HOME = {
     "settings": "instance",
     "add": "tasks",
     "envoi_mail": "tasks",
+    "envoi_mail_late": "tasks",
     "fail": "tasks",
     "flaky": "tasks",
     "get_inside": "tasks",
@@ -42,6 +44,7 @@ __all__ = [
     "add",
     "app",
     "envoi_mail",
+    "envoi_mail_late",
     "fail",
     "flaky",
     "get_inside",

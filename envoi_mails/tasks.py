@@ -30,6 +30,25 @@ def envoi_mail(
     An invalid address fails at once (no SMTP traffic, no retry). An unreachable or busy
     SMTP server is retried with exponential backoff, `mail_max_retries` times, then fails.
     """
+    return _deliver(self, destinataire, subject, body)
+
+
+@app.task(
+    bind=True,
+    name="envoi_mails.envoi_mail_late",
+    max_retries=settings.mail_max_retries,
+    acks_late=True,
+    reject_on_worker_lost=True,
+)
+def envoi_mail_late(
+    self: Task, destinataire: str, subject: str = DEFAULT_SUBJECT, body: str = DEFAULT_BODY
+) -> dict[str, Any]:
+    """`envoi_mail`, acked only when it ends, and put back in the queue if its child dies:
+    at least once, where `envoi_mail` is at most once (`python -m demo soak` sends both)."""
+    return _deliver(self, destinataire, subject, body)
+
+
+def _deliver(self: Task, destinataire: str, subject: str, body: str) -> dict[str, Any]:
     recipient = mailer.validate_address(destinataire)
     # Retries of one task keep its id, so they keep this Message-ID too.
     message_id = f"<{self.request.id}@envoi-mails>"

@@ -17,6 +17,7 @@ def _register() -> None:
     # Each command lives in its own module; they are imported here, once, to be listed.
     from demo.cli.bench import bench_command
     from demo.cli.inspect import inspect_command
+    from demo.cli.soak import soak_command
     from demo.cli.spy import spy_command
     from demo.cli.trace import trace_command
     from demo.cli.tutorial import mails, result, send
@@ -29,6 +30,7 @@ def _register() -> None:
         result,
         bench_command,
         inspect_command,
+        soak_command,
         spy_command,
         trace_command,
     ):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -12,9 +11,8 @@ from rich.console import Console
 
 from demo.bench.report import MODES
 from demo.bench.runner import run_bench
+from demo.cli.notes import private_redis
 from demo.errors import KitError
-
-IGNORED = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND")  # the lanes' Redis servers are private
 
 
 @click.command("bench")
@@ -31,14 +29,8 @@ def bench_command(tasks: int, rounds: int, concurrency: int, json_path: Path | N
     console = Console()
     if not console.is_terminal:
         console = Console(width=120)  # a log file gets the whole table, not 80 columns of it
-    for variable in IGNORED:
-        if os.environ.get(variable):
-            console.print(
-                f"bench: {variable}={os.environ[variable]} is not used: each mode runs on a "
-                "private redis-server the bench starts and stops (nobody else's data is "
-                "touched, nobody else's load is in the figures)",
-                highlight=False,
-            )
+    for line in private_redis("bench"):
+        console.print(line, highlight=False)
     console.print(
         f"bench: {len(MODES)} modes × {rounds} rounds × {tasks} add tasks, -c {concurrency}"
     )

@@ -46,7 +46,7 @@ def outcome(result: Any, timeout: float, target: Target) -> dict[str, Any]:
         value = result.get(timeout=timeout, propagate=False)
     except CeleryTimeout:
         state, info = result.state, result.info
-        _release(result)
+        release(result)
         raise KitError(_unfinished(result.id, state, info, timeout, target)) from None
     if isinstance(value, BaseException):  # FAILURE, REVOKED: never JSON, always one line
         verb = "was revoked" if result.state == "REVOKED" else "failed"
@@ -91,7 +91,7 @@ def _said(value: Any) -> str:
     return text if len(text) <= MESSAGE_CHARS else text[:MESSAGE_CHARS] + "…"
 
 
-def _release(result: Any) -> None:
+def release(result: Any) -> None:
     """Unsubscribe now, while the interpreter is whole: the backend holds pending results,
     and AsyncResult.__del__ would otherwise try it during shutdown and print a traceback."""
     result.backend.remove_pending_result(result)
