@@ -48,14 +48,15 @@ def validate_address(address: object) -> str:
         raise InvalidAddress(f"recipient must be a string, got {type(address).__name__}")
     candidate = address.strip()
     local = candidate.rpartition("@")[0]
+    preview = shown(candidate, counted=False)
     if len(candidate) > MAX_ADDRESS:
         raise InvalidAddress(
-            f"{shown(candidate)} is {len(candidate)} characters long: an e-mail address "
+            f"{preview} is {len(candidate)} characters long: an e-mail address "
             f"has at most {MAX_ADDRESS} (RFC 5321)"
         )
     if len(local) > MAX_LOCAL_PART:
         raise InvalidAddress(
-            f"{shown(candidate)}: the part before @ is {len(local)} characters long, "
+            f"{preview}: the part before @ is {len(local)} characters long, "
             f"at most {MAX_LOCAL_PART} (RFC 5321)"
         )
     if not _ADDRESS.match(candidate):
@@ -65,11 +66,14 @@ def validate_address(address: object) -> str:
     return candidate
 
 
-def shown(value: object, limit: int = SHOWN_CHARS) -> str:
-    """repr(value) for an error message, cut to `limit` characters: a 10 MB argument must
-    not come back in the error, the result key, the log and the trace."""
+def shown(value: object, limit: int = SHOWN_CHARS, *, counted: bool = True) -> str:
+    """repr(value) for an error message, cut to `limit` characters (and how many there were,
+    unless `counted` is off): a 10 MB argument must not come back in the error, the result
+    key, the log and the trace."""
     text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}…" + (f" ({len(text)} characters)" if counted else "")
 
 
 def build_message(

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.e2e
 
 START_DEADLINE_S = 90.0
 NOTICE_S = 5.0  # "within a few seconds": a poll, a PING timeout, the worker's own words
+RECONNECT_S = 15.0  # the worker retries after 2 s, then 4, 6 …
 UP = [*DEMO_UP, "--no-flower"]
 
 
@@ -75,6 +76,7 @@ def test_a_redis_the_kit_did_not_start_is_waited_for_and_its_return_reported(
         kit.wait_for("Waiting up to", NOTICE_S)
         back = RedisServer(port=port).start()
         kit.wait_for("answers again", NOTICE_S)
+        kit.wait_for("the worker: Connected to", RECONNECT_S)  # its next retry
         kit.ctrl_c()
     finally:
         code, left = _stopped(kit)

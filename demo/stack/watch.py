@@ -33,6 +33,8 @@ REDIS_GRACE_S = 30.0  # how long a Redis that still runs may stay silent
 WORKER_NEWS_S = 3.0  # how long to wait for the worker's own words about its broker
 # What the worker's lines about its broker connection say (celery/worker/consumer, kombu).
 BROKER_WORDS = ("broker", "connect", "trying again", "connection")
+RECONNECTED = ("connected to",)  # celery/worker/consumer: "Connected to redis://…"
+RECONNECT_NEWS_S = 10.0  # the worker retries every 2 s, then 4, 6, 8 …
 LINE_CHARS = 300  # a log line quoted in the terminal, at most
 
 
@@ -44,6 +46,7 @@ def watch(stack: Stack, say: Callable[[str], None]) -> None:
     )
     read_up_to = _size(worker.log)
     silent_since: float | None = None
+    silent_from = read_up_to  # the worker log's size when Redis fell silent
     try:
         while True:
             time.sleep(POLL_S)
@@ -56,12 +59,13 @@ def watch(stack: Stack, say: Callable[[str], None]) -> None:
                 if silent_since is not None:
                     waited = time.monotonic() - silent_since
                     say(f"Redis at {stack.broker_url} answers again, after {waited:.0f} s.")
-                    say(f"  the worker: {worker_news(worker.log, read_up_to)}")
+                    news = worker_news(worker.log, silent_from, RECONNECTED, RECONNECT_NEWS_S)
+                    say(f"  the worker: {news}")
                     silent_since = None
                 read_up_to = _size(worker.log)
                 continue
             if silent_since is None:
-                silent_since = time.monotonic()
+                silent_since, silent_from = time.monotonic(), read_up_to
                 _say_redis_is_silent(stack, say, read_up_to)
             _give_up_on(stack, silent_since)
     finally:
@@ -98,13 +102,16 @@ def _give_up_on(stack: Stack, silent_since: float) -> None:
         )
 
 
-def worker_news(log: Path, after: int, deadline_s: float = WORKER_NEWS_S) -> str:
-    """The last line about its broker the worker wrote to `log` past byte `after`, waiting
-    up to `deadline_s` for one (it notices a lost connection on its next command)."""
+def worker_news(
+    log: Path, after: int, words: tuple[str, ...] = BROKER_WORDS, deadline_s: float = WORKER_NEWS_S
+) -> str:
+    """The last line with one of `words` the worker wrote to `log` past byte `after`,
+    waiting up to `deadline_s` for one (it notices a lost connection on its next command,
+    and tries to reconnect every few seconds)."""
     end = time.monotonic() + deadline_s
     while True:
         lines = [_message(line) for line in _lines_after(log, after)]
-        about = [line for line in lines if any(w in line.lower() for w in BROKER_WORDS)]
+        about = [line for line in lines if any(w in line.lower() for w in words)]
         if about:
             return about[-1]
         if time.monotonic() > end:
@@ -125,6 +132,7 @@ def _message(line: str) -> str:
     if text.startswith("{"):
         with contextlib.suppress(ValueError, AttributeError):
             text = str(json.loads(text).get("event", text))
+    text = " ".join(text.split())  # kombu's retry message spans two lines
     return text if len(text) <= LINE_CHARS else text[:LINE_CHARS] + "…"
 
 
