@@ -18,6 +18,7 @@ entries fit jemalloc's 4 KiB size class, where 4 096 would take 5 KiB each.
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import threading
 from collections import deque
@@ -32,6 +33,7 @@ STREAM = "xray:trace"
 STREAM_MAXLEN = 10_000  # entries, each (part of) one flush's batch of events
 ENTRY_MAX_BYTES = 4_000  # an entry's JSON, at most
 STREAM_MAX_MB = 48  # what 10 000 full entries take in Redis: 42 MB measured, and a margin
+FILL = 0.8  # of an entry, aimed at when a batch is sliced: events differ in size
 VALUE_MAX_CHARS = 500  # a string longer than this is cut, in an event too large alone
 BUFFER_MAX = 20_000  # per process, if Redis is gone: oldest events are dropped
 FLUSH_INTERVAL_S = (
@@ -131,17 +133,19 @@ def append(client: redis.Redis, payloads: Sequence[bytes]) -> None:
 def entries(batch: Sequence[wire.Record]) -> list[bytes]:
     """The batch as stream entries of at most ENTRY_MAX_BYTES each, in order.
 
-    One encoding when it fits (nearly always); else halves, each encoded again, until each
-    fits: a batch of n times the limit costs about log2(n) encodings of it. An event that
-    does not fit alone has its long strings cut (`fit`).
+    One encoding when it fits (nearly always). Else slices, as many as would each fill
+    about FILL of an entry, each encoded again (a slice that still does not fit is sliced
+    again): about two encodings of the batch. An event that does not fit alone has its long
+    strings cut (`fit`).
     """
     payload = wire.encode(batch)
     if len(payload) <= ENTRY_MAX_BYTES:
         return [payload]
     if len(batch) == 1:
         return [wire.encode([fit(batch[0])])]
-    half = len(batch) // 2
-    return entries(batch[:half]) + entries(batch[half:])
+    slices = max(2, math.ceil(len(payload) / (ENTRY_MAX_BYTES * FILL)))
+    step = math.ceil(len(batch) / slices)
+    return [entry for i in range(0, len(batch), step) for entry in entries(batch[i : i + step])]
 
 
 def fit(record: wire.Record) -> wire.Record:
