@@ -12,14 +12,23 @@ LATE = "envoi_mails.envoi_mail_late"  # acked when it ends, requeued if its chil
 
 # Why a mail is missing or twice, as far as the run can tell.
 KILLED_EARLY = "acked early and running in a killed child: lost by design (at most once)"
-KILLED_LATE = "acked late and running in a killed child: run again (at least once)"
+KILLED_LATE = (
+    "acked late and in a killed child: its message went back to the queue and ran again, "
+    "after its mail (or its retry) had gone out (at least once)"
+)
 GAVE_UP = "retries exhausted while the SMTP server was down"
+SMTP_CUT = (
+    "the SMTP server stopped after keeping the mail, before its 250 reached the task: "
+    "the task retried (at least once, at the SMTP level)"
+)
+CUT_WINDOW_S = 1.0  # a mail kept this long before an outage began may have lost its 250
 NOT_FINISHED = "not finished when the soak's deadline came"
 
 
 @dataclass
 class Disruption:
     at_s: float  # since the start
+    at: float  # epoch s
     what: str  # "SMTP down", "SMTP up", "killed child 1234"
     task_id: str | None = None  # the task the killed child was running, if any
     task: str | None = None
@@ -33,6 +42,7 @@ class SoakReport:
     states: dict[str, str] = field(default_factory=dict)  # task id -> final state
     errors: dict[str, str] = field(default_factory=dict)  # task id -> its error, cut
     delivered: Counter[str] = field(default_factory=Counter)  # task id -> mails received
+    first_received: dict[str, float] = field(default_factory=dict)  # task id -> epoch s
     disruptions: list[Disruption] = field(default_factory=list)
     peak_trace_bytes: int = 0
     peak_trace_entries: int = 0
@@ -50,12 +60,16 @@ class SoakReport:
 
     def duplicated(self) -> dict[str, str]:
         """Task id -> why, for every mail that arrived more than once."""
-        killed = self.killed_tasks()
-        return {
-            tid: KILLED_LATE if tid in killed else "unexplained"
-            for tid, count in self.delivered.items()
-            if count > 1
-        }
+        return {tid: self._why_twice(tid) for tid, count in self.delivered.items() if count > 1}
+
+    def _why_twice(self, task_id: str) -> str:
+        if task_id in self.killed_tasks():
+            return KILLED_LATE
+        first = self.first_received.get(task_id, 0.0)
+        outages = [d.at for d in self.disruptions if d.what == "SMTP server down"]
+        if any(0 <= at - first <= CUT_WINDOW_S for at in outages):
+            return SMTP_CUT
+        return "unexplained"
 
     def _why_lost(self, task_id: str) -> str:
         state, error = self.states.get(task_id, "PENDING"), self.errors.get(task_id, "")
@@ -135,5 +149,5 @@ class SoakReport:
 
 def _running(d: Disruption) -> str:
     if d.what.startswith("killed"):
-        return f": it was running {d.task} {d.task_id}" if d.task_id else ": it was idle"
+        return f": the last task it took was {d.task} {d.task_id}" if d.task_id else ": idle"
     return ""

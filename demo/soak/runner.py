@@ -17,7 +17,6 @@ import json
 import os
 import signal
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -84,7 +83,9 @@ def run_soak(
             report.redis_peak_bytes = int(store.info("memory")["used_memory_peak"])
         finally:
             store.close()
-        report.delivered = Counter(_task_id(m.message_id) for m in stack.mails())
+        for mail in sorted(stack.mails(), key=lambda m: m.received):
+            report.first_received.setdefault(_task_id(mail.message_id), mail.received)
+            report.delivered[_task_id(mail.message_id)] += 1
     report.duration_s = time.monotonic() - started
     return report
 
@@ -145,7 +146,7 @@ class _Disruptions:
             self.outages.pop(0)
             sink.stop()
             self.down_since = now
-            self.report.disruptions.append(Disruption(now, "SMTP server down"))
+            self.report.disruptions.append(Disruption(now, time.time(), "SMTP server down"))
         elif self.down_since is not None and now - self.down_since >= self.outage_s:
             self.finish(now)
         if self.kills and finished >= self.kills[0]:
@@ -158,7 +159,7 @@ class _Disruptions:
         if self.down_since is not None and self.stack.smtp is not None:
             self.stack.smtp.start()
             self.down_since = None
-            self.report.disruptions.append(Disruption(now, "SMTP server up"))
+            self.report.disruptions.append(Disruption(now, time.time(), "SMTP server up"))
 
     def _kill_a_busy_child(self, now: float, *, idle_too: bool) -> bool:
         """SIGKILL a child that runs a task (any child if `idle_too`); True if one was."""
@@ -168,16 +169,25 @@ class _Disruptions:
         if not busy and not (idle_too and running):
             return False
         pid = (busy or list(running))[0]
+        killed_at = time.time()
         os.kill(pid, signal.SIGKILL)
-        task = running[pid]
+        # The child's own last hops die with it (its buffer): ask the MainProcess's.
+        task = handed_to(_recent(self.store), pid, killed_at)
         name = str(task.get("task")) if task else None
         tid = str(task.get("task_id")) if task else None
-        self.report.disruptions.append(Disruption(now, f"killed pool child {pid}", tid, name))
+        killed = Disruption(now, killed_at, f"killed pool child {pid}", tid, name)
+        self.report.disruptions.append(killed)
         return True
 
 
+def handed_to(events: list[TraceEvent], pid: int, before: float) -> TraceEvent | None:
+    """The MainProcess's task.accepted of the last task child `pid` took before `before`."""
+    return query.last(events, event="task.accepted", child_pid=pid, until=before)
+
+
 def running_in(events: list[TraceEvent], pid: int) -> TraceEvent | None:
-    """The task.prerun of the task `pid` was running at the end of `events`, if any."""
+    """The task.prerun of the task `pid` was running at the end of `events`, if any (as
+    far as its own hops tell: they reach the stream every FLUSH_INTERVAL_S)."""
     began = query.last(events, event="task.prerun", pid=pid)
     ended = query.last(events, event="task.postrun", pid=pid)
     if began is None or (ended is not None and ended["ts"] >= began["ts"]):
