@@ -82,6 +82,13 @@ class SoakReport:
             return NOT_FINISHED
         return f"unexplained ({state}: {error})"
 
+    def delivered_yet_failed(self) -> list[str]:
+        """Tasks whose mail arrived though their result says FAILURE: a child killed after
+        the SMTP server took the mail, before the task could store its success."""
+        return [
+            tid for tid, state in self.states.items() if state != "SUCCESS" and self.delivered[tid]
+        ]
+
     def by_kind(self, task: str) -> dict[str, int]:
         ids = [tid for tid, name in self.sent.items() if name == task]
         lost, duplicated = self.lost(), self.duplicated()
@@ -117,6 +124,11 @@ class SoakReport:
         out += [f"  {d.at_s:7.1f} s  {d.what}" + _running(d) for d in self.disruptions]
         reasons = Counter([*self.lost().values(), *self.duplicated().values()])
         out += [f"  {count} × {why}" for why, count in sorted(reasons.items())]
+        if self.delivered_yet_failed():
+            out.append(
+                f"  {len(self.delivered_yet_failed())} × delivered, yet its result says "
+                "FAILURE: its child was killed after the SMTP server took the mail"
+            )
         out += [
             f"  peak xray:trace {self.peak_trace_bytes / mb:.1f} MB "
             f"({self.peak_trace_entries} entries); peak Redis used_memory "
@@ -136,6 +148,7 @@ class SoakReport:
             "by_kind": {task: self.by_kind(task) for task in (EARLY, LATE)},
             "lost": self.lost(),
             "duplicated": self.duplicated(),
+            "delivered_yet_failed": self.delivered_yet_failed(),
             "disruptions": [asdict(d) for d in self.disruptions],
             "peak_trace_bytes": self.peak_trace_bytes,
             "peak_trace_entries": self.peak_trace_entries,
