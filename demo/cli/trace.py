@@ -32,14 +32,14 @@ from demo.trace.timeline import Timeline
 def trace_command(task_id: str, mermaid: bool, html_path: Path | None) -> None:
     """Show TASK_ID's life: every hop, by process, as a sequence diagram."""
     target = state.target(KitConfig.from_env().state_dir)
-    click.echo(f"using {target}", err=True)
     with Timeline(target.broker_url, history=True) as timeline:
         events = timeline.for_task(task_id)
     if not events:
         raise KitError(
             f"no trace event for task {task_id} in this Redis's {names.TRACE_STREAM} stream "
-            "(wrong id, XRAY_TRACE=0, or evicted from the capped stream)"
+            f"(wrong id, XRAY_TRACE=0, or evicted from the capped stream) [{target}]"
         )
+    click.echo(f"using {target}", err=True)
     sequence = build_sequence(events, task_id)
     if html_path is not None:
         html_path.write_text(to_html(sequence, f"Task {task_id}"))

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import click
 
 from demo.config import KitConfig
-from demo.errors import one_line_errors
+from demo.errors import KitError, one_line_errors
 from demo.stack import state
+
+
+def _print_answer(ask: Callable[[state.Target], object]) -> None:
+    """Print as JSON what `ask` answers about the Redis the command talks to, after a line
+    on stderr naming that Redis. A failure stays one line, and names it too."""
+    target = state.target(KitConfig.from_env().state_dir)
+    try:
+        answer = ask(target)
+    except KitError as exc:
+        raise KitError(f"{exc} [{target}]") from None
+    click.echo(f"using {target}", err=True)
+    click.echo(json.dumps(answer, indent=2))
 
 
 @click.command()
@@ -42,10 +55,8 @@ def send(destinataire: str, timeout: float | None) -> None:
     from demo.stack.client import send_mail, send_timeout
     from envoi_mails.settings import Settings
 
-    target = state.target(KitConfig.from_env().state_dir)
-    click.echo(f"using {target}", err=True)
     wait = send_timeout(Settings.from_env()) if timeout is None else timeout
-    click.echo(json.dumps(send_mail(target, destinataire, wait), indent=2))
+    _print_answer(lambda target: send_mail(target, destinataire, wait))
 
 
 @click.command()
@@ -56,6 +67,4 @@ def result(task_id: str, timeout: float) -> None:
     """Fetch a task's result with nothing but its task_id, from this new process."""
     from demo.stack.client import fetch_result
 
-    target = state.target(KitConfig.from_env().state_dir)
-    click.echo(f"using {target}", err=True)
-    click.echo(json.dumps(fetch_result(target, task_id, timeout), indent=2))
+    _print_answer(lambda target: fetch_result(target, task_id, timeout))
