@@ -24,9 +24,11 @@ from pathlib import Path
 
 import redis
 
+from demo import names
 from demo.errors import KitError
 from demo.stack.stack import Stack
 
+CLIENT_NAME = f"{names.KIT_PREFIX}-watch"
 POLL_S = 0.5
 PING_TIMEOUT_S = 1.0
 REDIS_GRACE_S = 30.0  # how long a Redis that still runs may stay silent
@@ -42,7 +44,10 @@ def watch(stack: Stack, say: Callable[[str], None]) -> None:
     """Watch until Ctrl-C (KeyboardInterrupt, raised through) or a failure (KitError)."""
     worker = stack.workers[0]
     client = redis.Redis.from_url(
-        stack.broker_url, socket_connect_timeout=PING_TIMEOUT_S, socket_timeout=PING_TIMEOUT_S
+        stack.broker_url,
+        socket_connect_timeout=PING_TIMEOUT_S,
+        socket_timeout=PING_TIMEOUT_S,
+        client_name=CLIENT_NAME,  # the kit's own: `demo spy` leaves its PINGs out
     )
     read_up_to = _size(worker.log)
     silent_since: float | None = None
