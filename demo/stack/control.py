@@ -8,6 +8,8 @@ from typing import Any
 
 from celery import Celery
 
+from demo.errors import KitError
+
 
 class _PinnedBroker(Celery):  # type: ignore[misc]  # celery is untyped
     """Always talks to the broker it was built for.
@@ -51,3 +53,21 @@ def _app_for(broker_url: str) -> Celery:
 
 def control_app(env: Mapping[str, str]) -> Celery:
     return _app_for(env["CELERY_BROKER_URL"])
+
+
+def inspect_stats(env: Mapping[str, str], nodename: str, *, timeout: float) -> dict[str, Any]:
+    """What `celery inspect stats -d NODENAME` says about one worker (prefetch_count, pool, …)."""
+    replies = control_app(env).control.inspect([nodename], timeout=timeout).stats() or {}
+    if nodename not in replies:
+        raise KitError(f"worker {nodename} did not answer `inspect stats` within {timeout:g} s")
+    stats: dict[str, Any] = replies[nodename]
+    return stats
+
+
+def add_consumer(env: Mapping[str, str], nodename: str, queue: str, *, timeout: float) -> None:
+    """`celery control add_consumer QUEUE -d NODENAME`: the worker starts consuming QUEUE."""
+    replies = control_app(env).control.add_consumer(
+        queue, destination=[nodename], reply=True, timeout=timeout
+    )
+    if not any(nodename in reply for reply in replies or []):
+        raise KitError(f"worker {nodename} did not confirm add_consumer {queue} in {timeout:g} s")
