@@ -64,6 +64,7 @@ PRIORITY_SEP: Final = "\x06\x16"
 EVENTS_INFIX: Final = ".celeryev/"  # celery/events: the `celeryev` exchange
 TASK_MULTI_SUFFIX: Final = ".celeryev/task.multi"  # task events, batched (EventDispatcher groups)
 HEARTBEAT_SUFFIX: Final = ".celeryev/worker.heartbeat"
+ONLINE_SUFFIX: Final = ".celeryev/worker.online"
 OFFLINE_SUFFIX: Final = ".celeryev/worker.offline"
 PIDBOX_SUFFIX: Final = ".celery.pidbox"  # celery/app/control.py: the `celery.pidbox` exchange
 REPLY_SUFFIX: Final = ".reply.celery.pidbox"  # `<oid>.reply.celery.pidbox`: replies, LPUSHed

@@ -8,8 +8,9 @@ scenario exits 0 only if every expectation held. Every scenario is run the same 
 House style, so that a learner can read a scenario top to bottom: each step is
 `with s.step(title, why):` then act, `s.show(...)` the evidence, `s.expect(claim, held,
 detail)`; counts and timeouts are keyword arguments; a step reads what it needs from the
-timeline (demo.trace.query) instead of carrying variables from an earlier step; the Redis
-client a step needs is `s.redis`, which the frame closes.
+timeline (demo.trace.query) instead of carrying variables from an earlier step (a worker
+by its name, `s.worker(name)`; a task by its task name, `s.task_id(name)`); the Redis client
+a step needs is `s.redis`, which the frame closes.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from demo.spy.monitor import Spy
 from demo.stack.stack import Stack
 from demo.stack.worker import Worker
 from demo.trace.timeline import Timeline
+
+SHIPPED_S = 10.0  # how long a hop a process has already sent may take to reach the timeline
 
 
 @dataclass
@@ -115,6 +118,21 @@ class Scenario:
         env: dict[str, str] | None = None,
     ) -> Worker:
         return self.stack.start_worker(name, extra=["-E", *(extra or [])], env=env)
+
+    def worker(self, name: str = "celery") -> Worker:
+        """The worker started as `name` by an earlier step: steps find it again by its name."""
+        found = [w for w in self.stack.workers if w.name == name]
+        if not found:
+            raise KitError(f"no worker named {name!r} was started")
+        return found[-1]
+
+    def task_id(self, task: str, *, timeout: float = SHIPPED_S) -> str:
+        """The id of the first task named `task` published during this scenario (its
+        task.published hop): steps find an earlier step's task again by its name."""
+        published = self.timeline.wait_for(
+            event="task.published", task=task, timeout=timeout, what=f"{task} published"
+        )
+        return published["task_id"]
 
     def flower(self, path: str = "") -> str:
         """Where Flower shows the same thing (started with --flower or when run by hand)."""
