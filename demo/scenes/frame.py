@@ -116,6 +116,14 @@ class Scenario:
     ) -> Worker:
         return self.stack.start_worker(name, extra=["-E", *(extra or [])], env=env)
 
+    def worker(self, name: str = "celery") -> Worker:
+        """The worker an earlier step started as `name`: a step finds it here, not in a
+        variable carried over from the step that started it."""
+        found = [worker for worker in self.stack.workers if worker.name == name]
+        if not found:
+            raise KitError(f"no worker named {name!r} was started")
+        return found[-1]
+
     def flower(self, path: str = "") -> str:
         """Where Flower shows the same thing (started with --flower or when run by hand)."""
         if self.stack.flower is None:

@@ -8,6 +8,8 @@ from typing import Any
 
 from celery import Celery
 
+from demo.errors import KitError
+
 
 class _PinnedBroker(Celery):  # type: ignore[misc]  # celery is untyped
     """Always talks to the broker it was built for.
@@ -51,3 +53,16 @@ def _app_for(broker_url: str) -> Celery:
 
 def control_app(env: Mapping[str, str]) -> Celery:
     return _app_for(env["CELERY_BROKER_URL"])
+
+
+def inspect_worker(env: Mapping[str, str], nodename: str, method: str, *, timeout: float) -> Any:
+    """One worker's answer to `celery inspect <method>` (stats, scheduled, active…).
+
+    Not a Redis read: the command is PUBLISHed on the pidbox and the reply comes back on a
+    list Celery creates (`<oid>.reply.celery.pidbox`). KitError if the worker stays silent.
+    """
+    inspector = control_app(env).control.inspect([nodename], timeout=timeout)
+    replies = getattr(inspector, method)() or {}
+    if nodename not in replies:
+        raise KitError(f"worker {nodename} did not answer `inspect {method}` within {timeout} s")
+    return replies[nodename]
