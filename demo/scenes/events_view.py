@@ -92,6 +92,12 @@ def wait_task_events(
     return wait_until(complete, timeout=timeout, what=what, progress=progress)
 
 
+def _beat_of(freq: float | None) -> q.Predicate:
+    """A worker-heartbeat PUBLISH, of this `freq` when given."""
+    beat = q.where(command="PUBLISH", key_suffix=names.HEARTBEAT_SUFFIX)
+    return lambda e: beat(e) and freq in (None, msg.event_batch(e).first.get("freq"))
+
+
 def wait_heartbeats(
     tl: Timeline,
     pid: int,
@@ -104,9 +110,7 @@ def wait_heartbeats(
     """The first `count` worker-heartbeat PUBLISHes of `pid` after `since` (of this `freq`:
     the Heart's own say 2.0, one asked for by a `heartbeat` control command says 5)."""
     return tl.wait_until(
-        lambda e: freq in (None, msg.event_batch(e).first.get("freq")),
-        command="PUBLISH",
-        key_suffix=names.HEARTBEAT_SUFFIX,
+        _beat_of(freq),
         pid=pid,
         since=since,
         count=count,
@@ -116,17 +120,26 @@ def wait_heartbeats(
 
 
 def wait_answers(
-    tl: Timeline, pids: Sequence[int], *, freq: float, since: float, timeout: float
+    tl: Timeline, pids: Collection[int], *, freq: float, since: float, timeout: float
 ) -> dict[int, TraceEvent]:
     """pid -> its first worker-heartbeat of `freq` after `since`: the answer to a `heartbeat`
-    control command (celery/worker/control.py heartbeat), for every one of `pids`."""
-    end = time.monotonic() + timeout
-    return {
-        pid: wait_heartbeats(
-            tl, pid, count=1, since=since, freq=freq, timeout=max(end - time.monotonic(), 0.0)
-        )[0]
-        for pid in pids
-    }
+    control command (celery/worker/control.py heartbeat), once every one of `pids` answered."""
+    found: dict[int, TraceEvent] = {}
+    beat = _beat_of(freq)
+
+    def answered() -> dict[int, TraceEvent] | None:
+        found.clear()
+        for e in q.select(tl.events(), since=since):
+            pid = e["pid"]
+            if pid is not None and pid in pids and pid not in found and beat(e):
+                found[pid] = e
+        return dict(found) if len(found) == len(pids) else None
+
+    def progress() -> str:
+        return f"{len(found)} of {len(pids)} answered"
+
+    what = f"a freq-{freq:g} heartbeat from each of pids {sorted(pids)}"
+    return wait_until(answered, timeout=timeout, what=what, progress=progress)
 
 
 def wait_broadcast(tl: Timeline, pid: int, method: str, *, timeout: float) -> TraceEvent:
