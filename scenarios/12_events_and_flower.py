@@ -67,11 +67,10 @@ def with_events(s: Scenario) -> None:
     worker = s.start_worker(EVENTS, extra=["-c", str(CONCURRENCY)])
     evs.wait_all([one := add.delay(2, 3)], timeout=RESULT_S)
     sent = evs.wait_task_events(tl, {one.id}, each=len(LIFE), timeout=TRACE_S)
-    mine, child = (
-        msg.task_events(sent, one.id),
-        pid_of(q.first(tl.for_task(one.id), command="SETEX")),
-    )
-    s.show(evs.batches_table(sent, {one.id: one.id[:8]}, "task.multi PUBLISHes, add(2, 3)"))
+    mine = msg.task_events(sent, one.id)
+    child = pid_of(q.first(tl.for_task(one.id), command="SETEX"))  # who stored the result
+    labels = {one.id: one.id[: evs.ID_CHARS]}
+    s.show(evs.batches_table(sent, labels, "task.multi PUBLISHes, add(2, 3)"))
     s.expect(
         "task-received, task-started, task-succeeded, PUBLISHed by the MainProcess",
         [e["type"] for e in mine] == LIFE and {b.pid for b in sent} == {worker.pid},

@@ -50,6 +50,7 @@ _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 HTTP_S = 10.0  # how long one request to Flower may take
 FLOWER_POLL_S = 0.2  # between two questions to Flower's API
 MS = 1000  # milliseconds a second
+ID_CHARS = 8  # an id is shown by its first characters
 
 
 def batches_table(found: Sequence[msg.EventBatch], labels: Mapping[str, str], title: str) -> Table:
