@@ -117,9 +117,8 @@ class Scenario:
         return self.stack.start_worker(name, extra=["-E", *(extra or [])], env=env)
 
     def worker(self, name: str = "celery") -> Worker:
-        """The worker an earlier step started as `name`: a step finds it here, not in a
-        variable carried over from the step that started it."""
-        found = [worker for worker in self.stack.workers if worker.name == name]
+        """The worker started as `name` by an earlier step: steps find it again by its name."""
+        found = [w for w in self.stack.workers if w.name == name]
         if not found:
             raise KitError(f"no worker named {name!r} was started")
         return found[-1]

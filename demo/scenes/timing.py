@@ -35,9 +35,9 @@ def eta_task(events: Iterable[TraceEvent]) -> str:
 
 def scheduled(env: Mapping[str, str], nodename: str, *, timeout: float) -> dict[str, float]:
     """task id -> ETA (epoch s) of what `celery inspect scheduled` says the worker holds."""
-    from demo.stack.control import inspect_worker  # imports celery: only when asked
+    from demo.stack.control import inspect_scheduled  # imports celery: only when asked
 
-    entries = inspect_worker(env, nodename, "scheduled", timeout=timeout)
+    entries = inspect_scheduled(env, nodename, timeout=timeout)
     return {e["request"]["id"]: datetime.fromisoformat(e["eta"]).timestamp() for e in entries}
 
 

@@ -55,14 +55,21 @@ def control_app(env: Mapping[str, str]) -> Celery:
     return _app_for(env["CELERY_BROKER_URL"])
 
 
-def inspect_worker(env: Mapping[str, str], nodename: str, method: str, *, timeout: float) -> Any:
-    """One worker's answer to `celery inspect <method>` (stats, scheduled, active…).
+# One function per question the kit asks a worker over the control channel (pidbox).
 
-    Not a Redis read: the command is PUBLISHed on the pidbox and the reply comes back on a
-    list Celery creates (`<oid>.reply.celery.pidbox`). KitError if the worker stays silent.
-    """
+
+def _ask_one(env: Mapping[str, str], nodename: str, method: str, timeout: float) -> Any:
+    """NODENAME's reply to `celery inspect METHOD`; KitError if none came within `timeout`."""
     inspector = control_app(env).control.inspect([nodename], timeout=timeout)
     replies = getattr(inspector, method)() or {}
     if nodename not in replies:
         raise KitError(f"worker {nodename} did not answer `inspect {method}` within {timeout} s")
     return replies[nodename]
+
+
+def inspect_scheduled(
+    env: Mapping[str, str], nodename: str, *, timeout: float
+) -> list[dict[str, Any]]:
+    """The ETA/countdown requests `celery inspect scheduled` says one worker holds."""
+    scheduled: list[dict[str, Any]] = _ask_one(env, nodename, "scheduled", timeout)
+    return scheduled
