@@ -223,3 +223,14 @@ def summarise(env: Envelope) -> dict[str, object]:
         "priority": env.properties.get("priority"),
         "routing_key": routing_key,
     }
+
+
+def decode_control(raw: str) -> dict[str, Any]:
+    """Decode a control command PUBLISHed on the pidbox channel (`revoke`, `ping`, `inspect`
+    methods…): {method, arguments, destination, reply_to, ticket}, celery/app/control.py."""
+    message = _require_dict(_load_json(raw, "control message"), "control message")
+    body, _, _ = _decode_body(message)
+    command = _require_dict(body, "control command")
+    if "method" not in command:
+        raise EnvelopeError("control command has no 'method'")
+    return command

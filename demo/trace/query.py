@@ -282,3 +282,13 @@ def children(events: Sequence[TraceEvent], worker_pid: int) -> list[Child]:
             )
         )
     return found
+
+
+def task_logs(events: Iterable[TraceEvent], task_id: str) -> list[TraceEvent]:
+    """The log lines about one task: its id in their fields or in their text (a worker's
+    `Discarding revoked task: add[<id>]` names it only in the text)."""
+    return [
+        e
+        for e in select(events, event=names.LOG)
+        if e.get("task_id") == task_id or task_id in e.get("message", "")
+    ]

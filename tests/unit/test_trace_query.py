@@ -101,3 +101,10 @@ def test_wait_until_returns_the_answer_or_names_what_never_came() -> None:
     assert wait_until(lambda: next(answers), timeout=5, what="x", poll_s=0.001) == "here"
     with pytest.raises(KitError, match=r"the thing: not seen within 0.05 s \(0 of 1\)"):
         wait_until(lambda: None, timeout=0.05, what="the thing", progress=lambda: "0 of 1")
+
+
+def test_task_logs_find_the_id_in_the_fields_or_in_the_text(events: list[TraceEvent]) -> None:
+    assert [e["pid"] for e in q.task_logs(events, MAIL)] == [MAIN, CHILD]
+    text_only = normalise({"ts": 1.0, "event": names.LOG, "message": f"Discarding add[{ADD}]"})
+    assert text_only is not None and q.task_logs([text_only], ADD) == [text_only]
+    assert q.task_logs([text_only], MAIL) == []
