@@ -31,6 +31,7 @@ from rich.console import Console, RenderableType
 from rich.markdown import Markdown
 from rich.panel import Panel
 
+from demo import names
 from demo.config import KitConfig
 from demo.errors import KitError
 from demo.spy.monitor import Spy
@@ -115,6 +116,23 @@ class Scenario:
         env: dict[str, str] | None = None,
     ) -> Worker:
         return self.stack.start_worker(name, extra=["-E", *(extra or [])], env=env)
+
+    def published(
+        self, task: str, *, count: int = 1, timeout: float = 10.0, **criteria: Any
+    ) -> list[str]:
+        """The ids of the first `count` `task` messages this scenario published (its own
+        task.published hops, narrowed by `criteria`, e.g. routing_key=): how a step finds
+        the tasks of an earlier step without carrying them over."""
+        found = self.timeline.wait_until(
+            event="task.published",
+            task=task,
+            role=names.CLIENT,
+            count=count,
+            timeout=timeout,
+            what=f"{count} × {task} published by the scenario",
+            **criteria,
+        )
+        return [e.get("task_id", "") for e in found]
 
     def flower(self, path: str = "") -> str:
         """Where Flower shows the same thing (started with --flower or when run by hand)."""

@@ -51,3 +51,21 @@ def _app_for(broker_url: str) -> Celery:
 
 def control_app(env: Mapping[str, str]) -> Celery:
     return _app_for(env["CELERY_BROKER_URL"])
+
+
+def inspect(
+    env: Mapping[str, str],
+    method: str,
+    *,
+    destination: list[str] | None = None,
+    limit: int | None = None,
+    timeout: float,
+) -> dict[str, Any]:
+    """`celery inspect METHOD` (ping, stats, active, …): node name -> its reply.
+
+    A broadcast cannot know how many workers will answer: it waits out `timeout` unless
+    `limit` replies came in first. A node that did not answer in time is not in the dict.
+    """
+    inspector = control_app(env).control.inspect(destination, limit=limit, timeout=timeout)
+    replies: dict[str, Any] = getattr(inspector, method)() or {}
+    return replies
