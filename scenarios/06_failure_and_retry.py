@@ -164,7 +164,7 @@ def the_states(s: Scenario) -> None:
         said = q.select(logs, containing=f": Retry in {COUNTDOWN_S}s:")
         ok = [(e["level"], e["pid"]) for e in said] == [("info", kid)] * FAILURES
         s.expect("`retry: Retry in 1s: …` is INFO, from that child, twice", ok)
-        value = metas[-1].get("result") or {}  # what result.get() returned in step 2
+        value = q.returned(events, flaky_id) or {}  # what result.get() returned in step 2
         ok = states[-1].status == "SUCCESS" and value.get("tries") == FAILURES + 1
         s.expect("the value: SUCCESS at the third try", ok, str(value))
         s.show(s.flower(f"task/{flaky_id}"))
