@@ -32,7 +32,8 @@ FLAGS = ["-c", str(CHILDREN)]
 RESTORE = ["WATCH", "HGET", "MULTI", "ZREM", "HDEL", "LPUSH", "EXEC"]
 MAIN_GETS = 2  # the MainProcess GETs the result key twice before it stores FAILURE
 RESULT_S, HOP_S = 30, 15  # how long to wait for a result, a hop
-KILLED = "exited with 'signal 9 (SIGKILL)'"
+KILLED = "exited with 'signal 9 (SIGKILL)'"  # billiard's line in the worker's log file
+HANDLER_ERROR, REJECTED = "Task handler raised", "task-rejected"  # the MainProcess says so
 FAILURE_HOPS = ("result.stored", "task.failure")  # the task_failure side of a FAILURE
 SEEN_IN_THE_RUN = ("task.received", "task.prerun", "task.acked")
 
@@ -66,19 +67,18 @@ def sigkill_fails_the_task(s: Scenario, slow: AsyncResult) -> None:
         "5-second check) and fails the job with `WorkerLostError`; the child cannot store "
         "anything now, so the parent does: with revoke and time limits, its only backend write.",
     ):
-        slow_id = slow.id
-        victim = fx.wait_running(tl, slow_id)
+        victim = fx.wait_running(tl, slow.id)
         killed = fx.kill_child(worker.pid, victim)
         raised = slow.get(timeout=RESULT_S, propagate=False)
         tl.wait_for(
             event=names.LOG,
-            containing="Task handler raised",
+            containing=HANDLER_ERROR,
             since=killed,
             timeout=HOP_S,
-            what="the MainProcess's ERROR line",
+            what=HANDLER_ERROR,
         )
-        events = q.since(fx.by_connection(fx.settled(tl, slow_id)), killed)
-        write = q.result_writes(events, slow_id)[0]
+        events = q.since(fx.by_connection(fx.settled(tl, slow.id)), killed)
+        write = q.result_writes(events, slow.id)[0]
         exited = log_lines(worker.log, f"pid:{victim} exited")
         late_by = f"FAILURE stored {write.ts - killed:.2f} s after the SIGKILL"
         s.show(ev.commands_table(events), late_by, Pretty(fx.meta_view(write.meta, lines=1)))
@@ -176,11 +176,7 @@ def sigkill_requeues_it(s: Scenario) -> None:
             command=fx.PUSHES, key=LATE, since=killed, timeout=RESULT_S, what="the requeue"
         )
         tl.wait_for(
-            event="task.event",
-            task_id=late_id,
-            type="task-rejected",
-            timeout=HOP_S,
-            what="task-rejected",
+            event="task.event", task_id=late_id, type=REJECTED, timeout=HOP_S, what=REJECTED
         )
         fx.settled(tl, late_id)  # the spy has shown the whole transaction
         tx = fx.transaction(fx.by_connection(tl.events()), back)
@@ -191,7 +187,7 @@ def sigkill_requeues_it(s: Scenario) -> None:
         s.expect("from the MainProcess: WATCH, HGET, MULTI, ZREM, HDEL, LPUSH, EXEC", ok)
         ok = sent[-1].envelope.task_id == late_id and sent[-1].redelivered
         s.expect("the same message (same task id), marked headers.redelivered = true", ok)
-        rejected = [e["pid"] for e in q.select(events, type="task-rejected")]
+        rejected = [e["pid"] for e in q.select(events, type=REJECTED)]
         ok = rejected == [late.pid] and not q.result_writes(events, late_id)
         s.expect("the MainProcess sent a task-rejected event; nothing was stored", ok)
 

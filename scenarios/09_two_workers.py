@@ -15,7 +15,6 @@ import threading
 from celery.result import AsyncResult
 
 from demo import names
-from demo.errors import KitError
 from demo.inspectors import pool_processes
 from demo.render import tables as ev
 from demo.scenes import pools
@@ -34,20 +33,13 @@ RESULT_S, HOP_S = 30, 15  # how long to wait for a result, a hop (and a worker t
 
 def workers(s: Scenario) -> dict[str, Worker]:
     """Node name -> its worker, as step 1 started them."""
-    return {s.stack.worker(n).nodename: s.stack.worker(n) for n in NODES}
+    return {w.nodename: w for w in map(s.stack.worker, NODES)}
 
 
 def running_slow(s: Scenario) -> tuple[TraceEvent, Worker, Worker]:
-    """slow's task.prerun, the worker whose child runs it (the hop's ppid), the other one."""
+    """slow's task.prerun, the worker whose child runs it, and the other one."""
     (slow_id,) = s.published(SLOW)
-    pre = s.timeline.wait_for(
-        event="task.prerun", task_id=slow_id, timeout=HOP_S, what="slow starting"
-    )
-    busy = [w for w in workers(s).values() if w.pid == pre.get("ppid")]
-    idle = [w for w in workers(s).values() if w.pid != pre.get("ppid")]
-    if len(busy) != 1 or len(idle) != 1:
-        raise KitError(f"slow runs in pid {pre['pid']}, a child of neither worker")
-    return pre, busy[0], idle[0]
+    return pools.busy_and_idle(s.timeline, slow_id, workers(s).values(), timeout=HOP_S)
 
 
 def two_workers(s: Scenario) -> None:
@@ -58,13 +50,7 @@ def two_workers(s: Scenario) -> None:
     ):
         started = [s.start_worker(n, FLAGS) for n in NODES]
         asks = [
-            s.timeline.wait_for(
-                command="BRPOP",
-                key=QUEUE,
-                pid=w.pid,
-                timeout=HOP_S,
-                what=f"a BRPOP {QUEUE} from pid {w.pid}",
-            )
+            s.timeline.wait_for(command="BRPOP", key=QUEUE, pid=w.pid, timeout=HOP_S, what="BRPOP")
             for w in started
         ]
         s.show(ev.commands_table(asks, "each MainProcess asks Redis for the next message"))
@@ -217,15 +203,16 @@ def warm_stop(s: Scenario, job: AsyncResult) -> None:
         s.expect(
             "task.postrun came before the worker's shutdown hop; it exited with code 0",
             ended is not None
-            and ended < at(stop.shutdown)
+            and stop.shutdown is not None
+            and ended < stop.shutdown["ts"]
             and busy.proc is not None
             and busy.proc.returncode == 0,
         )
-        idle = [k for k in kids if k != pre["pid"]]
+        idle_kids = [k for k in kids if k != pre["pid"]]
         s.expect(
             "its idle child left at once, the busy one only after slow ended",
             ended is not None
-            and all(stop.exits.get(k, float("inf")) < ended for k in idle)
+            and all(stop.exits.get(k, float("inf")) < ended for k in idle_kids)
             and stop.exits.get(pre["pid"] or 0, float("-inf")) > ended,
         )
         s.expect("it printed `worker: Warm shutdown (MainProcess)`", bool(said))

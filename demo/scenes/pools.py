@@ -8,7 +8,7 @@ deadline. Read-only on Redis, like demo.inspectors: nothing here writes to or de
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -207,6 +207,18 @@ def wait_quiet(tl: Timeline, pid: int, queue: str, *, timeout: float = QUIET_TIM
 
     what = f"pid {pid} to stop sending BRPOP {queue} (a full prefetch window, or stopping)"
     return wait_until(silent, timeout=timeout, what=what, poll_s=QUIET_POLL_S)[0]
+
+
+def busy_and_idle(
+    tl: Timeline, task_id: str, workers: Collection[Worker], *, timeout: float
+) -> tuple[TraceEvent, Worker, Worker]:
+    """The task's task.prerun, the worker whose child runs it (the hop's ppid), the other one."""
+    pre = tl.wait_for(event="task.prerun", task_id=task_id, timeout=timeout, what="its prerun")
+    busy = [w for w in workers if w.pid == pre.get("ppid")]
+    idle = [w for w in workers if w.pid != pre.get("ppid")]
+    if len(busy) != 1 or len(idle) != 1:
+        raise KitError(f"task {task_id} runs in pid {pre['pid']}: not one of two workers' child")
+    return pre, busy[0], idle[0]
 
 
 def moments(rows: Sequence[tuple[str, float | None, int | None]], t0: float) -> Table:
