@@ -31,6 +31,8 @@ CHILDREN = 2
 FLAGS = ["-c", str(CHILDREN)]
 RESTORE = ["WATCH", "HGET", "MULTI", "ZREM", "HDEL", "LPUSH", "EXEC"]
 MAIN_GETS = 2  # the MainProcess GETs the result key twice before it stores FAILURE
+RUNS = 2  # acks_late: the killed run, then the redelivered one
+TRACEBACK_LINES = 1  # of a stored traceback, shown
 RESULT_S, HOP_S = 30, 15  # how long to wait for a result, a hop
 KILLED = "exited with 'signal 9 (SIGKILL)'"  # billiard's line in the worker's log file
 HANDLER_ERROR, REJECTED = "Task handler raised", "task-rejected"  # the MainProcess says so
@@ -81,7 +83,11 @@ def sigkill_fails_the_task(s: Scenario, slow: AsyncResult) -> None:
         write = q.result_writes(events, slow.id)[0]
         exited = log_lines(worker.log, f"pid:{victim} exited")
         late_by = f"FAILURE stored {write.ts - killed:.2f} s after the SIGKILL"
-        s.show(ev.commands_table(events), late_by, Pretty(fx.meta_view(write.meta, lines=1)))
+        s.show(
+            ev.commands_table(events),
+            late_by,
+            Pretty(fx.meta_view(write.meta, lines=TRACEBACK_LINES)),
+        )
         s.show(*exited, ev.logs_table(tl.select(event=names.LOG, containing="WorkerLostError")))
         said = [e["pid"] for hop in FAILURE_HOPS for e in q.select(events, event=hop)]
         ok = write.pid == worker.pid and said == [worker.pid] * len(FAILURE_HOPS)
@@ -208,7 +214,7 @@ def redelivered_and_run_again(s: Scenario, slow_late: AsyncResult) -> None:
         states, acks = q.result_writes(events, late_id), q.select(events, command="HDEL")
         s.show(ev.hops_table([e for e in events if e["event"] in SEEN_IN_THE_RUN]))
         killed = runs[0] not in late.children()  # the first run's child is gone
-        ok = got == [late.pid] * 2 and len(runs) == 2 and killed and runs[0] != runs[1]
+        ok = got == [late.pid] * RUNS and len(runs) == RUNS and killed and runs[0] != runs[1]
         s.expect("received twice by the MainProcess; run by the killed child, then another", ok)
         ok = [x.status for x in states] == ["SUCCESS"]
         ok = ok and {x.pid for x in states} == {runs[1], value["pid"]}
@@ -236,7 +242,7 @@ def side_effects(s: Scenario) -> None:
         sent, runs = fx.pushes(events, late_id), q.select(events, event="task.prerun")
         ids = {p.envelope.task_id for p in sent}
         ok = [p.redelivered for p in sent] == [False, True] and ids == {late_id}
-        ok = ok and len(runs) == 2
+        ok = ok and len(runs) == RUNS
         s.expect("one publish, two runs, both with the same task id (same Message-ID)", ok)
 
 

@@ -181,7 +181,7 @@ def warm_stop(s: Scenario, job: AsyncResult) -> None:
         outcome = job.get(timeout=RESULT_S)
         for x in late:
             x.get(timeout=RESULT_S)
-        stopper.join(RESULT_S)
+        stopper.join(timeout=RESULT_S)
         tl.settle()
         events = tl.events()
         stop = pools.WarmStop.read(events, offline, job.id)
