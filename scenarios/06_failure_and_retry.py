@@ -87,7 +87,7 @@ def a_task_raises(s: Scenario) -> None:
 def the_retry_waits_in_the_worker(s: Scenario) -> None:
     from envoi_mails import flaky
 
-    tl, worker = s.timeline, s.stack.worker(WORKER)
+    tl, worker = s.timeline, s.worker(WORKER)
     with s.step(
         "2. flaky(2, countdown=1): the retry waits inside the worker",
         "`self.retry(countdown=1)` publishes a new message with an `eta` one second ahead. The "
@@ -126,7 +126,7 @@ def each_retry_is_a_new_lpush(s: Scenario) -> None:
         "the task, in the child, before it raises `Retry`. Same task id, `retries` + 1, an eta.",
     ):
         (flaky_id,) = s.published(FLAKY)
-        worker, sent = s.stack.worker(WORKER), fx.pushes(s.timeline.for_task(flaky_id), flaky_id)
+        worker, sent = s.worker(WORKER), fx.pushes(s.timeline.for_task(flaky_id), flaky_id)
         kid = next((p.event["pid"] for p in sent if p.retries), None)  # the first retry's sender
         s.show(fx.pushes_table(sent, sent[0].event["ts"], "the messages that carried the task"))
         senders = [(p.event["role"], p.event["pid"]) for p in sent]

@@ -62,7 +62,7 @@ def the_message_is_acked_early(s: Scenario) -> AsyncResult:
 
 
 def sigkill_fails_the_task(s: Scenario, slow: AsyncResult) -> None:
-    tl, worker = s.timeline, s.stack.worker(EARLY)
+    tl, worker = s.timeline, s.worker(EARLY)
     with s.step(
         "2. SIGKILL the child: FAILURE, written by the MainProcess",
         "The child dies without a word. The MainProcess notices (at once, or at the pool's "
@@ -106,7 +106,7 @@ def sigkill_fails_the_task(s: Scenario, slow: AsyncResult) -> None:
 
 
 def the_pool_forks_a_replacement(s: Scenario) -> None:
-    tl, worker = s.timeline, s.stack.worker(EARLY)
+    tl, worker = s.timeline, s.worker(EARLY)
     with s.step(
         "3. The pool forks a replacement",
         "billiard keeps the pool at `-c 2`: a new child is forked, runs `worker_process_init` "
@@ -169,7 +169,7 @@ def acks_late_keeps_it_reserved(s: Scenario) -> AsyncResult:
 
 
 def sigkill_requeues_it(s: Scenario) -> None:
-    tl, late = s.timeline, s.stack.worker(LATE)
+    tl, late = s.timeline, s.worker(LATE)
     with s.step(
         "6. SIGKILL the child: the MainProcess puts the message back",
         "kombu's `reject(requeue=True)` moves it from `unacked` to the queue in one transaction, "
@@ -199,7 +199,7 @@ def sigkill_requeues_it(s: Scenario) -> None:
 
 
 def redelivered_and_run_again(s: Scenario, slow_late: AsyncResult) -> None:
-    tl, late = s.timeline, s.stack.worker(LATE)
+    tl, late = s.timeline, s.worker(LATE)
     with s.step(
         "7. Redelivered, run again in another child: SUCCESS, then the late ack",
         "The MainProcess BRPOPs the message again and a child runs the task from the start and "

@@ -16,6 +16,7 @@ from demo import names
 from demo.render import tables as ev
 from demo.scenes import pools
 from demo.scenes.frame import Scenario, run
+from demo.stack import control
 from demo.trace import query as q
 from demo.trace.event import at, who
 
@@ -67,7 +68,7 @@ def three_workers(s: Scenario) -> None:
 def where_a_task_runs(s: Scenario) -> None:
     from envoi_mails import whoami
 
-    w, me = {k: s.stack.worker(pool(k)) for k in POOLS}, os.getpid()
+    w, me = {k: s.worker(pool(k)) for k in POOLS}, os.getpid()
     with s.step(
         "2. Where a task runs: `whoami` on each pool",
         "`whoami` returns `os.getpid()` and `os.getppid()` of the process that ran it. Its "
@@ -104,7 +105,7 @@ def where_a_task_runs(s: Scenario) -> None:
 
 
 def who_writes_the_result(s: Scenario) -> None:
-    w = {k: s.stack.worker(pool(k)) for k in POOLS}
+    w = {k: s.worker(pool(k)) for k in POOLS}
     with s.step(
         "3. Who writes the result",
         "The process that runs the task stores its result (`mark_as_done`: `SETEX` + "
@@ -146,7 +147,7 @@ def who_writes_the_result(s: Scenario) -> None:
 def a_slow_tasks_neighbour(s: Scenario) -> None:
     from envoi_mails import add, slow
 
-    tl, w = s.timeline, {k: s.stack.worker(pool(k)) for k in POOLS}
+    tl, w = s.timeline, {k: s.worker(pool(k)) for k in POOLS}
     with s.step(
         f"4. A slow task's neighbour: slow({SLOW_S:g}) then add on each pool",
         f"`slow({SLOW_S:g})` then `add(2, 3)` on each queue, published back to back. prefork gives "
@@ -179,7 +180,8 @@ def a_slow_tasks_neighbour(s: Scenario) -> None:
             since=at(sl["task.prerun"]),
             until=at(sl["task.postrun"]),
         )
-        threads = pools.pool_stats(s.stack.env, w["threads"].nodename).get("threads")
+        stats = control.inspect_stats(s.stack.env, w["threads"].nodename, timeout=pools.STATS_S)
+        threads = stats["pool"].get("threads")
         s.show(
             pools.lives_table(lives, t0, "seconds after publishing"),
             f"while solo ran slow: LLEN pool-solo = {waiting}, BRPOPs from it: {len(asks)}",

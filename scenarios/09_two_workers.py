@@ -33,7 +33,7 @@ RESULT_S, HOP_S = 30, 15  # how long to wait for a result, a hop (and a worker t
 
 def workers(s: Scenario) -> dict[str, Worker]:
     """Node name -> its worker, as step 1 started them."""
-    return {w.nodename: w for w in map(s.stack.worker, NODES)}
+    return {w.nodename: w for w in map(s.worker, NODES)}
 
 
 def running_slow(s: Scenario) -> tuple[TraceEvent, Worker, Worker]:

@@ -117,6 +117,19 @@ class Scenario:
     ) -> Worker:
         return self.stack.start_worker(name, extra=["-E", *(extra or [])], env=env)
 
+    def worker(self, name: str = "celery") -> Worker:
+        """The worker started as `name` by an earlier step: steps find it again by its name."""
+        found = [w for w in self.stack.workers if w.name == name]
+        if not found:
+            raise KitError(f"no worker named {name!r} was started")
+        return found[-1]
+
+    def flower(self, path: str = "") -> str:
+        """Where Flower shows the same thing (started with --flower or when run by hand)."""
+        if self.stack.flower is None:
+            return f"Flower: not started (run with --flower to see /{path.lstrip('/')})"
+        return f"Flower: {self.stack.flower.url}/{path.lstrip('/')}"
+
     def published(
         self, task: str, *, count: int = 1, timeout: float = 10.0, **criteria: Any
     ) -> list[str]:
@@ -133,12 +146,6 @@ class Scenario:
             **criteria,
         )
         return [e.get("task_id", "") for e in found]
-
-    def flower(self, path: str = "") -> str:
-        """Where Flower shows the same thing (started with --flower or when run by hand)."""
-        if self.stack.flower is None:
-            return f"Flower: not started (run with --flower to see /{path.lstrip('/')})"
-        return f"Flower: {self.stack.flower.url}/{path.lstrip('/')}"
 
     def wait_for_reader(self) -> None:
         if self.pause:

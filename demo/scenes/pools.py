@@ -33,18 +33,6 @@ INIT_S, STATS_S, INSPECT_S = 20.0, 2.0, 5.0  # waits: child.init hops, inspect s
 QUIET_S, QUIET_TIMEOUT_S, QUIET_POLL_S = 1.3, 15.0, 0.1
 
 
-def pool_stats(
-    env: Mapping[str, str], nodename: str, *, timeout: float = STATS_S
-) -> dict[str, Any]:
-    """The `pool` part of `celery inspect stats` for one worker (max-concurrency, processes,
-    threads …)."""
-    replies = control.inspect(env, "stats", destination=[nodename], timeout=timeout)
-    if nodename not in replies:
-        raise KitError(f"worker {nodename} did not answer `inspect stats` within {timeout} s")
-    pool: dict[str, Any] = replies[nodename]["pool"]
-    return pool
-
-
 @dataclass(frozen=True)
 class PoolView:
     """One worker's pool from three sides: the OS, the trace, the worker's own report."""
@@ -65,7 +53,7 @@ def look(tl: Timeline, kind: str, worker: Worker, env: Mapping[str, str]) -> Poo
     for pid in kids or ([worker.pid] if kind == "solo" else []):
         what = f"the {init_hop} hop of pid {pid}"
         tl.wait_for(event=init_hop, pid=pid, timeout=INIT_S, what=what)
-    stats = pool_stats(env, worker.nodename)
+    stats = control.inspect_stats(env, worker.nodename, timeout=STATS_S)["pool"]
     events = tl.events()
     sent = [e for hop in INIT_HOPS for e in q.select(events, event=hop)]
     mine = (e["pid"] for e in sent if worker.pid in (e["pid"], e.get("ppid")))
@@ -191,7 +179,7 @@ def inspect(
     a limit, a broadcast waits out its timeout: it cannot know how many will answer); the
     replies, and the broadcast as the spy saw it."""
     asked = time.time()
-    replies = control.inspect(env, method, limit=workers, timeout=timeout)
+    replies = control.inspect_all(env, method, workers=workers, timeout=timeout)
     tl.settle()  # the spy has shown every reply by now
     return replies, read_broadcast(tl.events(), method, asked)
 

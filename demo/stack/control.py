@@ -8,6 +8,8 @@ from typing import Any
 
 from celery import Celery
 
+from demo.errors import KitError
+
 
 class _PinnedBroker(Celery):  # type: ignore[misc]  # celery is untyped
     """Always talks to the broker it was built for.
@@ -53,19 +55,21 @@ def control_app(env: Mapping[str, str]) -> Celery:
     return _app_for(env["CELERY_BROKER_URL"])
 
 
-def inspect(
-    env: Mapping[str, str],
-    method: str,
-    *,
-    destination: list[str] | None = None,
-    limit: int | None = None,
-    timeout: float,
-) -> dict[str, Any]:
-    """`celery inspect METHOD` (ping, stats, active, …): node name -> its reply.
+def inspect_stats(env: Mapping[str, str], nodename: str, *, timeout: float) -> dict[str, Any]:
+    """What `celery inspect stats -d NODENAME` says about one worker (prefetch_count, pool, …)."""
+    replies = control_app(env).control.inspect([nodename], timeout=timeout).stats() or {}
+    if nodename not in replies:
+        raise KitError(f"worker {nodename} did not answer `inspect stats` within {timeout:g} s")
+    stats: dict[str, Any] = replies[nodename]
+    return stats
 
-    A broadcast cannot know how many workers will answer: it waits out `timeout` unless
-    `limit` replies came in first. A node that did not answer in time is not in the dict.
-    """
-    inspector = control_app(env).control.inspect(destination, limit=limit, timeout=timeout)
+
+def inspect_all(
+    env: Mapping[str, str], method: str, *, workers: int, timeout: float
+) -> dict[str, Any]:
+    """`celery inspect METHOD` broadcast to every worker: nodename -> reply. Done once
+    `workers` replies came in (without a limit a broadcast waits out its timeout: it
+    cannot know how many will answer)."""
+    inspector = control_app(env).control.inspect(limit=workers, timeout=timeout)
     replies: dict[str, Any] = getattr(inspector, method)() or {}
     return replies

@@ -10,7 +10,6 @@ from pathlib import Path
 from types import TracebackType
 
 from demo.config import KitConfig
-from demo.errors import KitError
 from demo.stack.flower import Flower
 from demo.stack.procs import free_port, port_is_free
 from demo.stack.redis_server import RedisServer, check_reachable
@@ -80,13 +79,6 @@ class Stack:
         worker = Worker({**self.env, **(env or {})}, log, name, extra or [])
         self.workers.append(worker)  # before start: stop() must reap a half-started one
         return worker.start()
-
-    def worker(self, name: str) -> Worker:
-        """The worker started as `name` (a step finds it again by name)."""
-        found = [worker for worker in self.workers if worker.name == name]
-        if not found:
-            raise KitError(f"no worker named {name!r} was started")
-        return found[-1]
 
     def start_flower(self) -> Flower:
         port = self.config.flower_port if port_is_free(self.config.flower_port) else free_port()
