@@ -32,6 +32,7 @@ from rich.console import Console, RenderableType
 from rich.markdown import Markdown
 from rich.panel import Panel
 
+from demo import names
 from demo.config import KitConfig
 from demo.errors import KitError
 from demo.spy.monitor import Spy
@@ -127,18 +128,31 @@ class Scenario:
         return found[-1]
 
     def task_id(self, task: str, *, timeout: float = SHIPPED_S) -> str:
-        """The id of the first task named `task` published during this scenario (its
-        task.published hop): steps find an earlier step's task again by its name."""
-        published = self.timeline.wait_for(
-            event="task.published", task=task, timeout=timeout, what=f"{task} published"
-        )
-        return published["task_id"]
+        """The id of the first task named `task` this scenario published."""
+        return self.published(task, timeout=timeout)[0]
 
     def flower(self, path: str = "") -> str:
         """Where Flower shows the same thing (started with --flower or when run by hand)."""
         if self.stack.flower is None:
             return f"Flower: not started (run with --flower to see /{path.lstrip('/')})"
         return f"Flower: {self.stack.flower.url}/{path.lstrip('/')}"
+
+    def published(
+        self, task: str, *, count: int = 1, timeout: float = 10.0, **criteria: Any
+    ) -> list[str]:
+        """The ids of the first `count` `task` messages this scenario published (its own
+        task.published hops, narrowed by `criteria`, e.g. routing_key=): how a step finds
+        the tasks of an earlier step without carrying them over."""
+        found = self.timeline.wait_until(
+            event="task.published",
+            task=task,
+            role=names.CLIENT,
+            count=count,
+            timeout=timeout,
+            what=f"{count} × {task} published by the scenario",
+            **criteria,
+        )
+        return [e.get("task_id", "") for e in found]
 
     def wait_for_reader(self) -> None:
         if self.pause:

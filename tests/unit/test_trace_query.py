@@ -84,6 +84,11 @@ def test_result_writes_decode_what_the_child_stored(events: list[TraceEvent]) ->
     assert str(write) == "SUCCESS" and write.exc_type is None
 
 
+def test_returned_is_the_value_the_success_write_stored(events: list[TraceEvent]) -> None:
+    assert q.returned(events, ADD) == 5
+    assert q.returned(events, "no-such-task") is None
+
+
 def test_children_and_who_ran_what(events: list[TraceEvent]) -> None:
     kids = q.children(events, MAIN)
     assert [kid.pid for kid in kids] == [7545, CHILD]
