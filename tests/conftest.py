@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from demo.scenes.headless import HIDDEN as USERS_SERVERS  # the variables naming a server
+
 E2E = Path(__file__).parent / "e2e"
-USERS_SERVERS = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "SMTP_HOST", "SMTP_PORT")
 # Port 1 (tcpmux) has no listener: the app's first command is refused within a second.
 NOWHERE = "redis://127.0.0.1:1/0"
 # Short SMTP backoff so that retry tests take seconds, not minutes (scenarios inherit it).
