@@ -58,7 +58,8 @@ class Normaliser:
             command = [str(a) for a in e.get("command") or ()]
             if len(command) > 2 and command[0].upper() == "HSET" and command[1] == names.UNACKED:
                 tags.add(command[2])
-            if e.get("host"):
+            # A sender the spy could not name has its IP address as "host", not a host name.
+            if e.get("host") and e.get("role") not in _NOBODY:
                 hosts.add(str(e["host"]))
         return cls(frozenset(tags), frozenset(hosts))
 

@@ -16,8 +16,6 @@ from demo.stack.worker import Worker
 from demo.trace.event import TraceEvent
 from demo.trace.timeline import Timeline
 
-pytestmark = pytest.mark.e2e
-
 Event = TraceEvent
 
 

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-# The repo has no pytest `pythonpath` setting yet; make `demo` importable from any cwd.
 from demo.render import mermaid
 from demo.render.mermaid import to_mermaid
 from demo.render.sequence_html import to_html
@@ -25,7 +24,7 @@ from demo.trace.sequence import (
     build_sequence,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 TASK = "d4181aaa-a2a2-41e8-9cb5-e0a6d54e4e89"
 OTHER = "0b5e3c1e-0000-4000-8000-000000000000"

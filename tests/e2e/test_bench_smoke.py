@@ -12,8 +12,6 @@ import pytest
 from demo.bench.report import MODES, PLAIN, SPY
 from demo.bench.runner import run_bench
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.mark.timeout(300)  # three worker starts and stops, on a busy machine
 def test_bench_measures_every_mode_with_all_results_back(tmp_path: Path) -> None:
