@@ -6,8 +6,8 @@ import json
 
 import click
 
+from demo.cli.errors import one_line_errors
 from demo.config import KitConfig
-from demo.errors import one_line_errors
 from demo.stack import state
 
 
