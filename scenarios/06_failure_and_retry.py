@@ -134,7 +134,7 @@ def each_retry_is_a_new_lpush(s: Scenario) -> None:
         ok = senders[1:] == [(names.POOL_CHILD, kid)] * FAILURES and senders[0][0] == names.CLIENT
         s.expect("three LPUSHes: the client's, then two from the child that ran the try", ok)
         s.expect("that child is one of the worker's", kid in worker.children(), f"pid {kid}")
-        etas = [p.eta is not None and p.eta > p.event["ts"] for p in sent]
+        etas = [p.eta is not None and p.eta > p.ts for p in sent]
         ok = [p.retries for p in sent] == list(range(FAILURES + 1))
         ok = ok and etas == [False] + [True] * FAILURES
         s.expect("headers: retries 0, 1, 2; no eta, then an eta in the future", ok)
@@ -160,7 +160,7 @@ def the_states(s: Scenario) -> None:
         ok = ok and metas[FAILURES].get("parent_id") == flaky_id
         s.expect("RETRY lists the task itself in `children`; SUCCESS says it is its own parent", ok)
         waits = fx.retry_waits(events, flaky_id)
-        ok = all(w.push.event["ts"] < x.ts for w, x in zip(waits, states, strict=False))
+        ok = all(w.push.ts < x.ts for w, x in zip(waits, states, strict=False))
         s.expect("each retry's LPUSH came before its RETRY was stored", ok)
         said = q.select(logs, containing=f": Retry in {COUNTDOWN_S}s:")
         ok = [(e["level"], e["pid"]) for e in said] == [("info", kid)] * FAILURES

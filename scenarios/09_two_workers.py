@@ -118,7 +118,7 @@ def a_broadcast(s: Scenario) -> None:
         s.expect("both nodes answered pong", pongs == {n: {"ok": "pong"} for n in mains})
         s.expect(
             "this process PUBLISHed the command, to everyone (no destination)",
-            cast.event["pid"] == me and cast.body.get("destination") is None,
+            cast.pid == me and cast.body.get("destination") is None,
         )
         s.expect(
             "each MainProcess LPUSHed one reply onto <oid>.reply.celery.pidbox",
