@@ -173,13 +173,11 @@ def step_6(s: Scenario) -> None:
     ):
         task_id = s.task_id(MAIL_TASK)
         stored = s.timeline.wait_for(command="SETEX", task_id=task_id, timeout=SOON_S, what="SETEX")
-        s.show(to_rich(build_sequence(s.timeline.events(), task_id)))
+        sequence = build_sequence(s.timeline.events(), task_id)
+        s.show(to_rich(sequence))
         s.expect(
             "the diagram has a lane for the pool child that ran the task",
-            any(
-                p.key == f"child-{stored['pid']}"
-                for p in build_sequence(s.timeline.events(), task_id).participants
-            ),
+            any(p.key == f"child-{stored['pid']}" for p in sequence.participants),
         )
 
 

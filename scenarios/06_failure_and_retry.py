@@ -18,6 +18,7 @@ from demo.render import tables as ev
 from demo.scenes import failures as fx
 from demo.scenes.frame import Scenario, run
 from demo.stack.smtp_sink import SmtpSink
+from demo.trace import messages as msg
 from demo.trace import query as q
 from demo.trace.event import args_of
 
@@ -126,14 +127,14 @@ def each_retry_is_a_new_lpush(s: Scenario) -> None:
         "the task, in the child, before it raises `Retry`. Same task id, `retries` + 1, an eta.",
     ):
         (flaky_id,) = s.published(FLAKY)
-        worker, sent = s.worker(WORKER), fx.pushes(s.timeline.for_task(flaky_id), flaky_id)
-        kid = next((p.event["pid"] for p in sent if p.retries), None)  # the first retry's sender
-        s.show(fx.pushes_table(sent, sent[0].event["ts"], "the messages that carried the task"))
-        senders = [(p.event["role"], p.event["pid"]) for p in sent]
+        worker, sent = s.worker(WORKER), msg.pushes(s.timeline.for_task(flaky_id), [flaky_id])
+        kid = next((p.pid for p in sent if p.retries), None)  # the first retry's sender
+        s.show(fx.pushes_table(sent, sent[0].ts, "the messages that carried the task"))
+        senders = [(p.event["role"], p.pid) for p in sent]
         ok = senders[1:] == [(names.POOL_CHILD, kid)] * FAILURES and senders[0][0] == names.CLIENT
         s.expect("three LPUSHes: the client's, then two from the child that ran the try", ok)
         s.expect("that child is one of the worker's", kid in worker.children(), f"pid {kid}")
-        etas = [p.eta is not None and p.eta > p.event["ts"] for p in sent]
+        etas = [p.eta is not None and p.eta > p.ts for p in sent]
         ok = [p.retries for p in sent] == list(range(FAILURES + 1))
         ok = ok and etas == [False] + [True] * FAILURES
         s.expect("headers: retries 0, 1, 2; no eta, then an eta in the future", ok)
@@ -150,7 +151,7 @@ def the_states(s: Scenario) -> None:
         (flaky_id,) = s.published(FLAKY)
         events = s.timeline.for_task(flaky_id)
         states, logs = q.result_writes(events, flaky_id), q.select(events, event=names.LOG)
-        kid = next((p.event["pid"] for p in fx.pushes(events, flaky_id) if p.retries), None)
+        kid = next((p.pid for p in msg.pushes(events, [flaky_id]) if p.retries), None)
         s.show(ev.commands_table(q.select(events, command="SETEX")), ev.logs_table(logs))
         ok = [x.status for x in states] == STATES and {x.pid for x in states} == {kid}
         s.expect("RETRY, RETRY, SUCCESS, each SETEX from that child", ok)
@@ -159,7 +160,7 @@ def the_states(s: Scenario) -> None:
         ok = ok and metas[FAILURES].get("parent_id") == flaky_id
         s.expect("RETRY lists the task itself in `children`; SUCCESS says it is its own parent", ok)
         waits = fx.retry_waits(events, flaky_id)
-        ok = all(w.push.event["ts"] < x.ts for w, x in zip(waits, states, strict=False))
+        ok = all(w.push.ts < x.ts for w, x in zip(waits, states, strict=False))
         s.expect("each retry's LPUSH came before its RETRY was stored", ok)
         said = q.select(logs, containing=f": Retry in {COUNTDOWN_S}s:")
         ok = [(e["level"], e["pid"]) for e in said] == [("info", kid)] * FAILURES
@@ -204,9 +205,9 @@ def the_smtp_server_comes_back(s: Scenario, sink: SmtpSink, mail: AsyncResult) -
         mail_id = mail.id
         sink.start()
         value = mail.get(timeout=MAIL_RESULT_S)
-        sent = fx.pushes(fx.settled(s.timeline, mail_id, state="SUCCESS"), mail_id)
+        sent = msg.pushes(fx.settled(s.timeline, mail_id, state="SUCCESS"), [mail_id])
         got = [m for m in sink.mails() if m.message_id == f"<{mail_id}@envoi-mails>"]
-        s.show(Pretty(value), fx.pushes_table(sent, sent[0].event["ts"], "its messages"))
+        s.show(Pretty(value), fx.pushes_table(sent, sent[0].ts, "its messages"))
         ok = len(got) == 1 == len(sink.mails())
         s.expect("exactly one mail, Message-ID <task_id@envoi-mails>", ok)
         ok = value["tries"] >= MIN_MAIL_TRIES

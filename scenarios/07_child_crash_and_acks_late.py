@@ -19,6 +19,7 @@ from demo.render.sequence_text import to_rich
 from demo.scenes import failures as fx
 from demo.scenes.frame import Scenario, run
 from demo.stack.procs import log_lines
+from demo.trace import messages as msg
 from demo.trace import query as q
 from demo.trace.event import args_of
 from demo.trace.sequence import build_sequence
@@ -141,7 +142,7 @@ def the_message_is_gone(s: Scenario) -> None:
         runs = [len(q.select(events, event=hop)) for hop in ("task.received", "task.prerun")]
         s.show(str(where), s.flower(f"task/{slow_id}"))
         s.expect("not in the list, not in unacked", where.gone)
-        ok = len(fx.pushes(events, slow_id)) == 1 and runs == [1, 1]
+        ok = len(msg.pushes(events, [slow_id])) == 1 and runs == [1, 1]
         s.expect("one publish, one delivery, one run: nobody sent it again", ok, f"{runs}")
 
 
@@ -179,7 +180,7 @@ def sigkill_requeues_it(s: Scenario) -> None:
         (late_id,) = s.published(SLOW_LATE)
         killed = fx.kill_child(late.pid, fx.wait_running(tl, late_id))
         back = tl.wait_for(
-            command=fx.PUSHES, key=LATE, since=killed, timeout=RESULT_S, what="the requeue"
+            command=msg.PUSHES, key=LATE, since=killed, timeout=RESULT_S, what="the requeue"
         )
         tl.wait_for(
             event="task.event", task_id=late_id, type=REJECTED, timeout=HOP_S, what=REJECTED
@@ -187,8 +188,8 @@ def sigkill_requeues_it(s: Scenario) -> None:
         fx.settled(tl, late_id)  # the spy has shown the whole transaction
         tx = fx.transaction(fx.by_connection(tl.events()), back)
         events = tl.for_task(late_id)
-        sent = fx.pushes(events, late_id)
-        s.show(ev.commands_table(tx), fx.pushes_table(sent, sent[0].event["ts"], "its messages"))
+        sent = msg.pushes(events, [late_id])
+        s.show(ev.commands_table(tx), fx.pushes_table(sent, sent[0].ts, "its messages"))
         ok = [args_of(e)[0] for e in tx] == RESTORE and {e["pid"] for e in tx} == {late.pid}
         s.expect("from the MainProcess: WATCH, HGET, MULTI, ZREM, HDEL, LPUSH, EXEC", ok)
         ok = sent[-1].envelope.task_id == late_id and sent[-1].redelivered
@@ -221,7 +222,7 @@ def redelivered_and_run_again(s: Scenario, slow_late: AsyncResult) -> None:
         s.expect("one result only, SUCCESS, stored by the child of the second run", ok)
         ok = acks[-1]["pid"] == late.pid and acks[-1]["ts"] > states[0].ts
         s.expect("the late ack (HDEL) comes after the SETEX, from the MainProcess", ok)
-        requeued = fx.pushes(events, late_id)[-1].event["ts"]  # after the SIGKILL
+        requeued = msg.pushes(events, [late_id])[-1].ts  # after the SIGKILL
         ok = value["started"] > requeued and value["ended"] - value["started"] >= LATE_S
         s.expect(f"the second run slept the full {LATE_S:g} s again: the work was redone", ok)
         where = fx.whereabouts(s.redis, LATE, late_id)
@@ -239,7 +240,7 @@ def side_effects(s: Scenario) -> None:
     ):
         (late_id,) = s.published(SLOW_LATE)
         events = s.timeline.for_task(late_id)
-        sent, runs = fx.pushes(events, late_id), q.select(events, event="task.prerun")
+        sent, runs = msg.pushes(events, [late_id]), q.select(events, event="task.prerun")
         ids = {p.envelope.task_id for p in sent}
         ok = [p.redelivered for p in sent] == [False, True] and ids == {late_id}
         ok = ok and len(runs) == RUNS

@@ -18,6 +18,7 @@ from demo import names
 from demo.inspectors import pool_processes
 from demo.render import tables as ev
 from demo.scenes import pools
+from demo.scenes import results as res
 from demo.scenes.frame import Scenario, run
 from demo.stack.procs import log_lines
 from demo.stack.worker import Worker
@@ -106,7 +107,7 @@ def a_broadcast(s: Scenario) -> None:
         "waits its whole timeout, since it cannot know how many workers will answer.",
     ):
         pongs, cast = pools.inspect(s.timeline, s.stack.env, "ping", workers=len(mains))
-        seen = sorted([cast.publish, *cast.replies, *cast.reads], key=lambda e: e["ts"])
+        seen = sorted([cast.event, *cast.replies, *cast.reads], key=lambda e: e["ts"])
         body = {k: cast.body.get(k) for k in ("method", "destination", "reply_to")}
         s.show(ev.commands_table(seen, "the broadcast"), f"the command it carried: {body}")
         subscribed = s.timeline.select(command="PSUBSCRIBE", key=names.pidbox_channel())
@@ -117,7 +118,7 @@ def a_broadcast(s: Scenario) -> None:
         s.expect("both nodes answered pong", pongs == {n: {"ok": "pong"} for n in mains})
         s.expect(
             "this process PUBLISHed the command, to everyone (no destination)",
-            cast.publish["pid"] == me and cast.body.get("destination") is None,
+            cast.pid == me and cast.body.get("destination") is None,
         )
         s.expect(
             "each MainProcess LPUSHed one reply onto <oid>.reply.celery.pidbox",
@@ -142,7 +143,7 @@ def active_while_slow(s: Scenario) -> AsyncResult:
         pre, busy, idle = running_slow(s)
         active, cast = pools.inspect(s.timeline, s.stack.env, "active", workers=len(mains))
         listed = {n: [(t["id"], t["worker_pid"]) for t in tasks] for n, tasks in active.items()}
-        s.show(ev.commands_table([cast.publish, *cast.replies], "active"), f"active: {listed}")
+        s.show(ev.commands_table([cast.event, *cast.replies], "active"), f"active: {listed}")
         s.expect(
             "the busy worker lists the task and the pid of the child running it",
             listed.get(busy.nodename) == [(job.id, pre["pid"])],
@@ -176,7 +177,7 @@ def warm_stop(s: Scenario, job: AsyncResult) -> None:
             timeout=HOP_S,
             what=f"{busy.name}@ going offline",
         )
-        last = pools.wait_quiet(tl, busy.pid, QUEUE)  # its last BRPOP has expired
+        last = res.wait_stops_asking(tl, busy.pid, queue=QUEUE, timeout=HOP_S)  # BRPOP expired
         late = [add.delay(n, LATE_OFFSET) for n in range(LATE_ADDS)]  # for step 6
         outcome = job.get(timeout=RESULT_S)
         for x in late:

@@ -15,7 +15,6 @@ from demo import inspectors as ins
 from demo import names
 from demo.render import tables as ev
 from demo.render.inspect import clock, render_unacked
-from demo.scenes import results as res
 from demo.scenes import timing as tm
 from demo.scenes.frame import Scenario, run
 from demo.trace import messages as msg
@@ -55,7 +54,7 @@ def countdown(s: Scenario) -> None:
     tl.wait_lives([task.id], timeout=RESULT_S, hops=["task.prerun"])
     acked = tl.wait_for(command="HDEL", task_id=task.id, timeout=TRACE_S, what="the ack (HDEL)")
     started = q.life(tl.events(), task.id)["task.prerun"]
-    s.show(res.rows_table(res.task_rows(tl.events(), [task.id]), t0, {task.id: "add(1, 2)"}))
+    s.show(ev.task_lives_table(q.lives(tl.events(), [task.id]), t0, {task.id: "add(1, 2)"}))
     s.expect(
         f"the `eta` header says: publish time + {COUNTDOWN} s",
         abs(eta - push.ts - COUNTDOWN) < ETA_SLACK_S,

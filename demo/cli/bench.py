@@ -11,7 +11,7 @@ from rich.console import Console
 
 from demo.bench.report import MODES
 from demo.bench.runner import run_bench
-from demo.errors import KitError
+from demo.cli.errors import one_line_errors
 
 
 @click.command("bench")
@@ -19,6 +19,7 @@ from demo.errors import KitError
 @click.option("--rounds", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("-c", "--concurrency", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="write the report")
+@one_line_errors
 def bench_command(tasks: int, rounds: int, concurrency: int, json_path: Path | None) -> None:
     """Throughput of plain Celery, traced, and traced with the spy, side by side.
 
@@ -31,11 +32,7 @@ def bench_command(tasks: int, rounds: int, concurrency: int, json_path: Path | N
     console.print(
         f"bench: {len(MODES)} modes × {rounds} rounds × {tasks} add tasks, -c {concurrency}"
     )
-    try:
-        report = run_bench(tasks, rounds, concurrency, progress=lambda m: console.print(m.line()))
-    except KitError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    report = run_bench(tasks, rounds, concurrency, progress=lambda m: console.print(m.line()))
     if json_path is not None:
         json_path.write_text(json.dumps(report.to_dict(), indent=2))
     if report.complete:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 
 import click
@@ -12,6 +11,7 @@ from rich.console import Console
 
 from demo import inspectors as ins
 from demo import names
+from demo.cli.errors import one_line_errors
 from demo.errors import KitError
 from demo.render.inspect import render_snapshot
 
@@ -78,15 +78,10 @@ def _take_snapshot(peek: int, limit: int, names: Sequence[str]) -> ins.Snapshot:
     multiple=True,
     help="queue to show (default: celery and every permanently bound queue)",
 )
+@one_line_errors
 def inspect_command(peek: int, limit: int, names: tuple[str, ...]) -> None:
     """Show, read-only, what Redis holds now: queues, unacked, results, bindings, kit keys."""
-    from envoi_mails.settings import SettingsError
-
-    try:
-        snap = _take_snapshot(peek, limit, names)
-    except (KitError, SettingsError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    snap = _take_snapshot(peek, limit, names)
     console = Console()
     if not console.is_terminal:
         console = Console(width=120)  # a pipe or a file: the width the tables are made for

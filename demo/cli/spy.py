@@ -6,8 +6,8 @@ CELERY_BROKER_URL names) until Ctrl-C or --seconds. Failures are one line, exit 
 
 from __future__ import annotations
 
+import contextlib
 import queue
-import sys
 import time
 from typing import Any
 
@@ -18,13 +18,13 @@ from rich.markup import escape
 from rich.text import Text
 
 from demo import names
+from demo.cli.errors import one_line_errors
 from demo.config import KitConfig
 from demo.errors import KitError
 from demo.protocol.commands import short
 from demo.spy.monitor import Spy
 from demo.spy.record import record_events
 from demo.stack import state
-from envoi_mails.settings import SettingsError
 
 ROLE_STYLES = {
     names.CLIENT: "bold cyan",
@@ -93,14 +93,9 @@ def _watch(url: str, seconds: float | None, console: Console, record: bool) -> N
     default=True,
     help=f"also add what it sees to the {names.TRACE_STREAM} stream (for `demo trace`)",
 )
+@one_line_errors
 def spy_command(seconds: float | None, record: bool) -> None:
     """Watch every Redis command, with the role and pid of the process that sent it."""
-    console = Console(highlight=False)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a user stops watching
         url = state.stack_env(KitConfig.from_env().state_dir)["CELERY_BROKER_URL"]
-        _watch(url, seconds, console, record)
-    except KeyboardInterrupt:
-        pass
-    except (KitError, SettingsError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        _watch(url, seconds, Console(highlight=False), record)

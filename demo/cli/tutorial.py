@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import click
 
+from demo.cli.errors import one_line_errors
 from demo.config import KitConfig
-from demo.errors import one_line_errors
 from demo.stack import state
+
+
+def _print_answer(ask: Callable[[dict[str, str]], object]) -> None:
+    """Print, as JSON, what `ask` answers given the running stack's environment."""
+    click.echo(json.dumps(ask(state.stack_env(KitConfig.from_env().state_dir)), indent=2))
 
 
 @click.command()
@@ -36,8 +42,7 @@ def send(destinataire: str, timeout: float) -> None:
     """Send one mail through the running stack: envoi_mail.apply_async(args=[DESTINATAIRE])."""
     from demo.stack.client import send_mail
 
-    env = state.stack_env(KitConfig.from_env().state_dir)
-    click.echo(json.dumps(send_mail(env, destinataire, timeout), indent=2))
+    _print_answer(lambda env: send_mail(env, destinataire, timeout))
 
 
 @click.command()
@@ -48,5 +53,4 @@ def result(task_id: str, timeout: float) -> None:
     """Fetch a task's result with nothing but its task_id, from this new process."""
     from demo.stack.client import fetch_result
 
-    env = state.stack_env(KitConfig.from_env().state_dir)
-    click.echo(json.dumps(fetch_result(env, task_id, timeout), indent=2))
+    _print_answer(lambda env: fetch_result(env, task_id, timeout))

@@ -8,8 +8,9 @@ import threading
 
 import click
 
+from demo.cli.errors import one_line_errors
 from demo.config import KitConfig
-from demo.errors import KitError, one_line_errors
+from demo.errors import KitError
 from demo.stack import state
 
 

@@ -13,7 +13,6 @@ import signal
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +23,13 @@ from rich.table import Table
 from demo import inspectors, names
 from demo.errors import KitError
 from demo.protocol.commands import short
-from demo.protocol.envelope import Envelope, EnvelopeError, decode_envelope
 from demo.stack.procs import free_port
 from demo.stack.smtp_sink import SmtpSink
+from demo.trace import messages as msg
 from demo.trace import query as q
 from demo.trace.event import TraceEvent, args_of, command_name, who
 from demo.trace.timeline import Timeline
 
-PUSHES = ("LPUSH", "RPUSH")
 WAIT_S = 30.0  # a task's hops and the spy's commands land within this
 
 
@@ -104,48 +102,13 @@ def meta_view(meta: Mapping[str, Any] | None, *, lines: int = 3) -> dict[str, An
     return view
 
 
-@dataclass(frozen=True)
-class Push:
-    """A message carrying the task onto a list (a publish, a retry, a requeue)."""
-
-    event: TraceEvent
-    envelope: Envelope
-
-    @property
-    def retries(self) -> int:
-        return int(self.envelope.headers.get("retries") or 0)
-
-    @property
-    def eta(self) -> float | None:
-        """The eta header as epoch seconds; None when the message may run at once."""
-        raw = self.envelope.headers.get("eta")
-        return datetime.fromisoformat(raw).timestamp() if isinstance(raw, str) else None
-
-    @property
-    def redelivered(self) -> bool:
-        return bool(self.envelope.headers.get("redelivered"))
-
-
-def pushes(events: Iterable[TraceEvent], task_id: str | None = None) -> list[Push]:
-    """LPUSH/RPUSH of task messages (of `task_id` when given), decoded, in order."""
-    found = []
-    for e in q.select(events, command=PUSHES):
-        try:
-            envelope = decode_envelope(args_of(e)[2])
-        except (EnvelopeError, IndexError):
-            continue
-        if task_id in (None, envelope.task_id):
-            found.append(Push(e, envelope))
-    return found
-
-
-def pushes_table(found: Sequence[Push], t0: float, title: str) -> Table:
+def pushes_table(found: Sequence[msg.Pushed], t0: float, title: str) -> Table:
     """One row per message: when, by whom, onto which list, its retries, eta, redelivered."""
     table = Table(title=title, title_justify="left")
     for column in ("time", "sent by", "command", "retries", "eta", "redelivered"):
         table.add_column(column, no_wrap=True)
     for p in found:
-        ts = p.event["ts"]
+        ts = p.ts
         eta = "—" if p.eta is None else f"+{p.eta - ts:.2f} s after this push"
         what = short(args_of(p.event)[:2], width=30)
         row = (f"+{ts - t0:6.2f} s", who(p.event), what, str(p.retries), eta, str(p.redelivered))
@@ -176,14 +139,14 @@ def reservations(events: Sequence[TraceEvent], task_id: str) -> list[Reservation
 class Wait:
     """A retry's message from its publication to its start: where its eta was spent."""
 
-    push: Push  # the LPUSH of the retry (retries > 0)
+    push: msg.Pushed  # the LPUSH of the retry (retries > 0)
     reserved: TraceEvent | None  # the MainProcess's HSET unacked that took it off the list
     released: TraceEvent | None  # the HDEL of that reservation: the ack when a child started it
     started: TraceEvent | None  # the task.prerun of that try
 
     @property
     def eta(self) -> float:
-        return self.push.eta or self.push.event["ts"]
+        return self.push.eta or self.push.ts
 
     def reserved_before_eta(self, worker_pid: int) -> bool:
         r = self.reserved
@@ -200,8 +163,8 @@ def retry_waits(events: Sequence[TraceEvent], task_id: str) -> list[Wait]:
     """One Wait per retry message of the task, each matched with what followed it."""
     held = reservations(events, task_id)
     waits = []
-    for push in (p for p in pushes(events, task_id) if p.retries):
-        after = push.event["ts"]
+    for push in (p for p in msg.pushes(events, [task_id]) if p.retries):
+        after = push.ts
         taken = next((h for h in held if h.reserved["ts"] > after), None)
         run = q.first(events, event="task.prerun", task_id=task_id, since=after)
         reserved, released = (taken.reserved, taken.released) if taken else (None, None)

@@ -55,8 +55,8 @@ class Expectation:
         """In the trace too: the docs' claims table is checked against what a run checked."""
         return {
             "ts": self.ts,
-            "event": "scenario.expectation",
-            "role": "scenario",
+            "event": names.EXPECTATION,
+            "role": names.SCENARIO,
             "pid": os.getpid(),
             "ppid": os.getppid(),
             "host": socket.gethostname(),

@@ -17,20 +17,16 @@ from rich.table import Table
 from demo import names
 from demo.errors import KitError
 from demo.inspectors import pool_processes
-from demo.protocol.envelope import decode_event_body
 from demo.stack import control
 from demo.stack.worker import Worker
+from demo.trace import messages as msg
 from demo.trace import query as q
-from demo.trace.event import TraceEvent, args_of, at, is_hop, pid_of
+from demo.trace.event import TraceEvent, at, is_hop, pid_of
 from demo.trace.query import TaskLife
 from demo.trace.timeline import Timeline
-from demo.trace.wait import wait_until
 
 INIT_HOPS = ("child.init", "worker.process_init")  # worker_process_init: in a child, or solo's
 INIT_S, STATS_S, INSPECT_S = 20.0, 2.0, 5.0  # waits: child.init hops, inspect stats, a broadcast
-# kombu's BRPOP times out after 1 s and is sent again while the worker may take more messages:
-# a longer silence means the worker stopped asking.
-QUIET_S, QUIET_TIMEOUT_S, QUIET_POLL_S = 1.3, 15.0, 0.1
 
 
 @dataclass(frozen=True)
@@ -143,11 +139,10 @@ def share_table(
 
 
 @dataclass(frozen=True)
-class Broadcast:
-    """One `inspect`/`control` broadcast as the spy saw it."""
+class Broadcast(msg.ControlCommand):
+    """One `inspect`/`control` broadcast as the spy saw it: its PUBLISH on the pidbox, and
+    what answered it."""
 
-    publish: TraceEvent  # PUBLISH /0.celery.pidbox by the client
-    body: dict[str, Any]  # the command it carried: method, destination, reply_to, ticket
     replies: tuple[TraceEvent, ...]  # LPUSH <oid>.reply.celery.pidbox, one per answering worker
     reads: tuple[TraceEvent, ...]  # the client's BRPOPs on that reply list
 
@@ -155,21 +150,15 @@ class Broadcast:
 def read_broadcast(events: Sequence[TraceEvent], method: str, after: float) -> Broadcast:
     """The last PUBLISH of `method` on the pidbox after `after`, the LPUSHes answering it
     and the BRPOPs that read them. Call it after tl.settle(): the spy must have seen them."""
-    published = q.select(events, command="PUBLISH", key_suffix=names.PIDBOX_SUFFIX, since=after)
-    mine = [
-        (e, body)
-        for e in published
-        for body in decode_event_body(args_of(e)[2])
-        if body.get("method") == method
-    ]
-    if not mine:
+    sent = msg.control_commands(events, method, since=after)
+    if not sent:
         raise KitError(f"no PUBLISH of `{method}` on the pidbox seen: is the spy running?")
-    publish, body = mine[-1]
-    reply_list = str(body["reply_to"]["routing_key"]) + names.REPLY_SUFFIX
-    later = q.since(events, publish["ts"])
-    replies = tuple(q.select(later, command="LPUSH", key=reply_list))
-    reads = tuple(q.select(later, command="BRPOP", key=reply_list))
-    return Broadcast(publish, body, replies, reads)
+    command, later = sent[-1], q.since(events, sent[-1].ts)
+    if command.reply_list is None:
+        raise KitError(f"`{method}` was broadcast without reply_to: no worker answers it")
+    replies = tuple(q.select(later, command="LPUSH", key=command.reply_list))
+    reads = tuple(q.select(later, command="BRPOP", key=command.reply_list))
+    return Broadcast(command.event, command.body, replies, reads)
 
 
 def inspect(
@@ -182,19 +171,6 @@ def inspect(
     replies = control.inspect_all(env, method, workers=workers, timeout=timeout)
     tl.settle()  # the spy has shown every reply by now
     return replies, read_broadcast(tl.events(), method, asked)
-
-
-def wait_quiet(tl: Timeline, pid: int, queue: str, *, timeout: float = QUIET_TIMEOUT_S) -> float:
-    """The ts of the last BRPOP `pid` sent on `queue`, once it has sent none for QUIET_S."""
-
-    def silent() -> list[float] | None:
-        tl.settle()  # the spy has shown every BRPOP sent so far
-        last = q.last(tl.events(), command="BRPOP", key=queue, pid=pid)
-        sent = last["ts"] if last is not None else 0.0
-        return [sent] if time.time() - sent >= QUIET_S else None
-
-    what = f"pid {pid} to stop sending BRPOP {queue} (a full prefetch window, or stopping)"
-    return wait_until(silent, timeout=timeout, what=what, poll_s=QUIET_POLL_S)[0]
 
 
 def busy_and_idle(

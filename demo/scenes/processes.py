@@ -7,18 +7,15 @@ layer (demo.trace.query.children, ran_by); this module only draws them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from rich.table import Table
 from rich.text import Text
 
 from demo import names
-from demo.protocol.envelope import decode_event_body
 from demo.trace import query
-from demo.trace.event import TraceEvent, args_of
+from demo.trace.event import TraceEvent
 from demo.trace.query import Child
-from demo.trace.timeline import Timeline
 
 BAR = 40  # characters of a lifeline
 _EPSILON_S = 1e-6  # a lifeline over no time at all still has cells
@@ -93,50 +90,3 @@ def pids_table(views: Mapping[str, Iterable[int]], title: str) -> Table:
     for who, pids in views.items():
         table.add_row(who, ", ".join(map(str, sorted(pids))))
     return table
-
-
-# kept for scenes still being migrated: the old names, on the shared layer.
-ran_by = query.ran_by
-gaps = query.gaps
-
-
-def command_is(
-    name: str, key: str | None = None, suffix: str = "", since: float = float("-inf")
-) -> query.Predicate:
-    return query.where(command=name, key=key, key_suffix=suffix or None, since=since)
-
-
-def hop_is(
-    event: str, pid: int | None = None, ppid: int | None = None, since: float = float("-inf")
-) -> query.Predicate:
-    return query.where(event=event, pid=pid, ppid=ppid, since=since)
-
-
-def is_command(e: TraceEvent, name: str, key: str | None = None) -> bool:
-    return query.where(command=name, key=key)(e)
-
-
-def published(
-    events: Iterable[TraceEvent], channel_suffix: str, pid: int | None = None
-) -> list[TraceEvent]:
-    return query.select(events, command="PUBLISH", key_suffix=channel_suffix, pid=pid)
-
-
-def event_body(publish: TraceEvent) -> dict[str, Any]:
-    return decode_event_body(args_of(publish)[2])[0]
-
-
-def wait_for_each(
-    tl: Timeline, predicate: Callable[[TraceEvent], bool], count: int, timeout: float, what: str
-) -> list[TraceEvent]:
-    return tl.wait_until(predicate, count=count, timeout=timeout, what=what)
-
-
-def wait_hop(tl: Timeline, event: str, pid: int, timeout: float = 10.0) -> TraceEvent:
-    return tl.wait_for(event=event, pid=pid, timeout=timeout, what=f"the {event} hop of pid {pid}")
-
-
-def wait_ran(tl: Timeline, task_ids: Sequence[str], timeout: float = 30.0) -> dict[str, int]:
-    what = "the task.prerun hop of every task"
-    lives = tl.wait_lives(task_ids, timeout=timeout, what=what, hops=("task.prerun",))
-    return {life.task_id: life.child_pid for life in lives if life.child_pid is not None}

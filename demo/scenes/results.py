@@ -1,6 +1,6 @@
 """Narration for the result and prefetch scenarios (03, 04): a result key as Redis holds it
-now, a queue watched while tasks run, the moment a worker stops asking for messages, a fetch
-by task id from a brand-new process.
+now, a queue watched while tasks run, the moment a worker stops asking for messages (09 asks
+it too, of a worker going offline), a fetch by task id from a brand-new process.
 
 Read-only on Redis, like demo.inspectors: nothing here writes to or deletes a key. Questions
 about the trace go to demo.trace.query; every wait goes through demo.trace.wait.wait_until,
@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,10 +25,8 @@ from rich.table import Table
 from demo import inspectors, names
 from demo.errors import KitError
 from demo.protocol.envelope import EnvelopeError, decode_result
-from demo.render.tables import task_lives_table
-from demo.stack import control
 from demo.trace import query
-from demo.trace.event import TraceEvent, at, key_of
+from demo.trace.event import at
 from demo.trace.query import TaskLife
 from demo.trace.timeline import Timeline
 from demo.trace.wait import wait_until
@@ -87,7 +85,8 @@ def wait_stops_asking(
 ) -> float:
     """Wait until `pid` has sent no BRPOP on `queue` for `quiet_s`; the ts of its last one.
 
-    For a worker that still consumes, that silence means its prefetch window is full.
+    For a worker that still consumes, that silence means its prefetch window is full (04);
+    for one going offline, that it stopped consuming (09).
     """
 
     def quiet() -> float | None:
@@ -95,7 +94,7 @@ def wait_stops_asking(
         last = query.last(timeline.events(), command="BRPOP", key=queue, pid=pid)
         return last["ts"] if last is not None and time.time() - last["ts"] >= quiet_s else None
 
-    what = f"pid {pid} to stop sending BRPOP {queue} (is its window full?)"
+    what = f"pid {pid} to stop sending BRPOP {queue} (a full prefetch window, or stopping)"
     return wait_until(quiet, timeout=timeout, what=what, poll_s=EXISTS_POLL_S)
 
 
@@ -212,40 +211,3 @@ def fetch_in_new_process(
         answer = None
     output = answer if isinstance(answer, dict) else None
     return Fetched(proc.pid, proc.returncode, output, err.strip())
-
-
-# kept for scenes still being migrated: the old names, on the shared layer.
-result_key = names.result_key
-rows_table = task_lives_table
-task_rows = query.lives
-
-
-def is_hop(name: str, task_id: str | None = None) -> query.Predicate:
-    return query.where(event=name, task_id=task_id)
-
-
-def is_command(name: str, task_id: str | None = None) -> query.Predicate:
-    return query.where(command=name, task_id=task_id)
-
-
-def writes_of(events: Iterable[TraceEvent], task_id: str) -> list[TraceEvent]:
-    return [write.event for write in query.result_writes(events, task_id)]
-
-
-def status_of(write: TraceEvent) -> str:
-    return str(query.result_writes([write], key_of(write).removeprefix(names.RESULT_PREFIX))[0])
-
-
-def worker_stats(env: Mapping[str, str], nodename: str, timeout: float = 2.0) -> dict[str, Any]:
-    return control.inspect_stats(env, nodename, timeout=timeout)
-
-
-def wait_quiet(
-    timeline: Timeline,
-    r: redis.Redis,
-    pid: int,
-    queue: str,
-    quiet_s: float = QUIET_S,
-    timeout: float = 15.0,
-) -> float:
-    return wait_stops_asking(timeline, pid, queue=queue, quiet_s=quiet_s, timeout=timeout)

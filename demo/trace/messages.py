@@ -65,6 +65,16 @@ class Pushed(Sent):
         raw = self.header("eta")
         return datetime.fromisoformat(raw).timestamp() if isinstance(raw, str) else None
 
+    @property
+    def retries(self) -> int:
+        """The `retries` header: 0 for the first message, n for the n-th retry's."""
+        return int(self.header("retries") or 0)
+
+    @property
+    def redelivered(self) -> bool:
+        """The `redelivered` header: kombu put the message back after a lost delivery."""
+        return bool(self.header("redelivered"))
+
 
 def pushed(e: TraceEvent) -> Pushed:
     """The task message an LPUSH or RPUSH carried; EnvelopeError when it carries none (a
@@ -107,6 +117,14 @@ class ControlCommand(Sent):
     def arguments(self) -> dict[str, Any]:
         arguments = self.body.get("arguments")
         return arguments if isinstance(arguments, dict) else {}
+
+    @property
+    def reply_list(self) -> str | None:
+        """The list each worker LPUSHes its reply onto (`<oid>.reply.celery.pidbox`, read
+        by the sender's BRPOP); None for a command that wants no reply."""
+        reply_to = self.body.get("reply_to")
+        key = reply_to.get("routing_key") if isinstance(reply_to, dict) else None
+        return f"{key}{names.REPLY_SUFFIX}" if key else None
 
 
 def control_command(e: TraceEvent) -> ControlCommand:

@@ -152,8 +152,10 @@ class Timeline:
 
         All at once, not one at a time: several processes ship their events on their own
         0.1 s ticks, so a later event may land first. KitError at the deadline, saying how
-        many of `count` were seen.
+        many of `count` were seen. With `count=0`, [] at once.
         """
+        if count <= 0:
+            return []
         by_criteria = query.where(**criteria)
         seen: list[TraceEvent] = []
 

@@ -33,6 +33,7 @@ def test_pushes_decode_the_task_messages_and_skip_control_replies(
     assert [(p.task_id, p.pid) for p in found] == [(MAIL, CLIENT), (ADD, CLIENT)]
     assert found[0].envelope.task == "envoi_mails.envoi_mail" and found[0].eta is None
     assert found[1].header("root_id") == ADD and found[1].header("parent_id") is None
+    assert [(p.retries, p.redelivered) for p in found] == [(0, False), (0, False)]
     assert [p.task_id for p in msg.pushes(events, {ADD})] == [ADD]
     reply = q.first(events, command="LPUSH", key_suffix=names.REPLY_SUFFIX)
     assert reply is not None and not msg.is_task_push(reply)
@@ -47,6 +48,16 @@ def test_control_commands_name_the_method_and_the_sender(events: list[TraceEvent
     assert hello.arguments["from_node"] == "celery@vm" and hello.ts > commands[0].ts
     assert msg.control_commands(events, "ping", pid=MAIN) == []
     assert len(msg.control_commands(events, "ping", since=hello.ts)) == 2
+
+
+def test_a_control_command_names_the_list_its_replies_are_pushed_onto(
+    events: list[TraceEvent],
+) -> None:
+    *_, answered = msg.control_commands(events, "ping")
+    assert answered.reply_list is not None and answered.reply_list.endswith(names.REPLY_SUFFIX)
+    (reply,) = q.select(events, command="LPUSH", key=answered.reply_list)
+    assert reply["pid"] == MAIN
+    assert msg.ControlCommand(answered.event, {"method": "ping"}).reply_list is None
 
 
 def test_event_batches_carry_each_task_s_celery_events(events: list[TraceEvent]) -> None:
