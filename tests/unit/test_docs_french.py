@@ -18,7 +18,7 @@ import pytest
 from demo.docsgen import DOCS, page_lang, pages
 from demo.docsgen.blocks import Block, anchors, content_rows, find_blocks, find_citations
 
-FR = DOCS / "fr"
+FR = (DOCS / "fr").resolve()
 _NUMBERED = re.compile(r"(?P<nn>\d{2})_[a-z0-9_]+\.md")
 _STEP = re.compile(r"^### (?P<n>\d+)\. ", re.MULTILINE)
 # A Markdown link or image target: [text](target). Reference definitions are not checked.
@@ -37,10 +37,7 @@ def french_pages() -> list[Path]:
 def counterpart(page: Path) -> Path:
     """The French page of an English one, by the naming rule; FileNotFoundError if none."""
     numbered = _NUMBERED.fullmatch(page.name)
-    if numbered is None:
-        found = [FR / page.name]
-    else:
-        found = sorted(FR.glob(f"{numbered['nn']}_*.md"))
+    found = [FR / page.name] if numbered is None else sorted(FR.glob(f"{numbered['nn']}_*.md"))
     if len(found) != 1 or not found[0].is_file():
         raise FileNotFoundError(f"{page.relative_to(DOCS)}: French pages found: {found}")
     return found[0]
@@ -126,9 +123,8 @@ def test_french_pages_link_to_french_pages() -> None:
             if not path.endswith(".md") or re.match(r"[a-z]+:", path):
                 continue
             resolved = (page.parent / path).resolve()
-            inside = resolved.is_relative_to(FR.resolve()) or resolved == (DOCS.parent / "README.md")
-            english = resolved.is_relative_to(DOCS.resolve()) and not inside
-            # A French page may name the English original once, as such; only the map does.
+            english = resolved.is_relative_to(DOCS.resolve()) and not resolved.is_relative_to(FR)
+            # Only the French map names the English originals, as such.
             assert not english or page.name == "README.md", (
                 f"{page.relative_to(DOCS)}: links to the English {path}; link its French page"
             )
@@ -143,5 +139,6 @@ def test_the_french_claims_cite_french_pages() -> None:
 def test_the_french_map_lists_every_french_page() -> None:
     text = (FR / "README.md").read_text("utf-8")
     linked = {(FR / m["target"].partition("#")[0]).resolve() for m in _LINK.finditer(text)}
-    missing = [p.name for p in french_pages() if p.name != "README.md" and p.resolve() not in linked]
+    pages_ = [p for p in french_pages() if p.name != "README.md"]
+    missing = [p.name for p in pages_ if p.resolve() not in linked]
     assert not missing, f"docs/fr/README.md does not link to {missing}"
