@@ -42,7 +42,10 @@ HOPS: Final[dict[str, tuple[str, str]]] = {
     # worker MainProcess
     "worker.init": (WORKER_MAIN, "worker_init: the MainProcess starts, before forking the pool"),
     "worker.ready": (WORKER_MAIN, "worker_ready: pool forked, consuming"),
-    "worker.heartbeat": (WORKER_MAIN, "heartbeat_sent: a worker-heartbeat event went out (-E)"),
+    "worker.heartbeat": (
+        WORKER_MAIN,
+        "heartbeat_sent: a worker-heartbeat event went out (with or without -E)",
+    ),
     "worker.process_init": (
         WORKER_MAIN,
         "worker_process_init fired in the MainProcess itself (--pool solo: no child exists)",
