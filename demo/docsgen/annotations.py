@@ -213,7 +213,11 @@ HOPS_FR: Final[dict[str, str]] = {
         "l'enfant en a fini avec cet essai (Task.after_return ; pour un retry, après task_retry)"
     ),
     "log": "une ligne de log de Celery ou kombu (logger, niveau, message)",
-    "redis.command": "une commande Redis vue par MONITOR, avec le rôle et le pid de l'émetteur",
+    "redis.command": (
+        "une commande Redis, enregistrée par le processus qui l'envoie "
+        "(MONITOR ajoute le reste comme unknown)"
+    ),
+    "redis.reply": "ce qu'une commande a renvoyé, quand cela nomme une tâche (le message du BRPOP)",
 }
 
 HEADERS: Final[dict[str, dict[str, tuple[str, ...]]]] = {
