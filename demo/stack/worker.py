@@ -22,13 +22,16 @@ class Worker:
     log: Path
     name: str = "celery"
     extra: list[str] = field(default_factory=list)
+    # Runs the command elsewhere: a second host's `ip netns exec …` (demo.stack.netns).
+    launcher: list[str] = field(default_factory=list)
+    hostname: str | None = None  # that host's name; None: this machine's
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
     def nodename(self) -> str:
         import socket
 
-        return f"{self.name}@{socket.gethostname()}"
+        return f"{self.name}@{self.hostname or socket.gethostname()}"
 
     @property
     def command(self) -> list[str]:
@@ -47,14 +50,20 @@ class Worker:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", *self.command],
+                [*self.launcher, sys.executable, "-m", *self.command],
                 env={**os.environ, **self.env},
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches the kit only: it stops them in order
             )
-        wait_until(self._answers_ping, deadline_s, f"worker {self.nodename}", self.proc, self.log)
+        try:
+            wait_until(
+                self._answers_ping, deadline_s, f"worker {self.nodename}", self.proc, self.log
+            )
+        except BaseException:
+            self.stop()  # a worker that never answered must not outlive the failed start
+            raise
         return self
 
     def _answers_ping(self) -> bool:
