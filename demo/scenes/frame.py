@@ -174,14 +174,19 @@ def _options(argv: list[str] | None, doc: str) -> argparse.Namespace:
         help="write the merged trace, one JSON object a line",
     )
     parser.add_argument("--flower", action="store_true", help="start Flower beside the worker")
+    parser.add_argument(
+        "--monitor",
+        action="store_true",
+        help="also watch Redis with MONITOR (costly): it adds what no process recorded",
+    )
     return parser.parse_args(argv)
 
 
 def run(
     title: str, body: Callable[[Scenario], Any], doc: str = "", argv: list[str] | None = None
 ) -> int:
-    """Start the stack, the spy and the timeline, run `body`, stop everything; return the
-    exit code: 0 only if every expectation held."""
+    """Start the stack and the timeline (and MONITOR with --monitor), run `body`, stop
+    everything; return the exit code: 0 only if every expectation held."""
     options = _options(argv, doc)
     # A log file or a pipe gets 120 columns, not rich's 80: the tables stay readable.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
@@ -195,13 +200,14 @@ def run(
             stack.apply_env()
             if options.flower or pause:
                 stack.start_flower()
-            with Spy(stack.broker_url) as spy:
+            spy = Spy(stack.broker_url) if options.monitor else None
+            with spy if spy is not None else contextlib.nullcontext():
                 scenario = Scenario(title, stack, Timeline(stack.broker_url, spy), console, pause)
                 try:
                     body(scenario)
                 finally:
                     if options.json_trace:
-                        _let_the_trace_land(scenario)
+                        scenario.timeline.settle()
                         expectations = [e.as_event() for e in scenario.expectations]
                         scenario.timeline.write_jsonl(options.json_trace, expectations)
                         console.print(f"trace written to {options.json_trace}")
@@ -213,16 +219,6 @@ def run(
         console.print("\n[yellow]interrupted: everything the scenario started is stopped.[/]")
         return 130
     return _summary(console, scenario, time.monotonic() - started)
-
-
-def _let_the_trace_land(scenario: Scenario) -> None:
-    """Every process ships its hops in batches every FLUSH_INTERVAL_S, and the spy lags
-    Redis by a few ms: flush ours, give the others two intervals, then catch the spy up."""
-    from envoi_mails.xray import emitter, trace
-
-    trace.flush()
-    time.sleep(2 * emitter.FLUSH_INTERVAL_S)
-    scenario.timeline.settle()
 
 
 def _summary(console: Console, scenario: Scenario | None, elapsed: float) -> int:

@@ -145,6 +145,10 @@ class DeliveryTags:
             found = next((self._tags[a] for a in args[2:] if a in self._tags), None)
         return found
 
+    def learn(self, tag: str, task: str | None) -> None:
+        """A tag learnt elsewhere (BRPOP's reply names the message it delivered)."""
+        self._remember(tag, task)
+
     def _remember(self, tag: str | None, task: str | None) -> None:
         if tag and task:
             self._tags[tag] = task

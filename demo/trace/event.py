@@ -36,6 +36,12 @@ class TraceEvent(TypedDict):
     addr: NotRequired[str]  # the sender's address as Redis saw it
     db: NotRequired[int]
     via: NotRequired[str]  # "lua" when a script ran it
+    server: NotRequired[str]  # the Redis it went to, as the sender knew it (captured)
+    pipe: NotRequired[int]  # the pipeline (MULTI … EXEC included) it was sent in (captured)
+    seen_as: NotRequired[str]  # MONITOR only: who the spy guessed sent it
+    # redis.reply
+    reply_to: NotRequired[str]  # the command whose reply this is (BRPOP)
+    delivery_tag: NotRequired[str]
     # log
     message: NotRequired[str]
     logger: NotRequired[str]

@@ -10,6 +10,7 @@ demo.trace.query; waiting for them goes through `wait_for` / `wait_until` here.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections import deque
 from collections.abc import Iterable
@@ -22,7 +23,7 @@ import redis
 from demo import names
 from demo.errors import KitError
 from demo.spy.monitor import Spy
-from demo.trace import query
+from demo.trace import capture, query
 from demo.trace.event import TraceEvent, args_of, normalise
 from demo.trace.query import Predicate, TaskLife
 from demo.trace.wait import wait_until
@@ -43,6 +44,7 @@ Event = dict[str, Any]
 
 
 MARKER_PREFIX = f"{names.KIT_PREFIX}-barrier-"
+SHIP_MARGIN_S = 0.1  # an emitter's XADD itself, after its flush interval
 
 
 def _is_marker(event: TraceEvent) -> bool:
@@ -84,6 +86,8 @@ class Timeline:
         # Bounded like the stream itself: older events are gone from Redis anyway.
         self._trace: deque[TraceEvent] = deque(maxlen=EVENTS_MAX)
         self._roles: dict[int, str] = {}
+        self._ingest = capture.Ingest()
+        self._captured = False  # whether any process recorded its own commands
         self.undecodable = 0
         try:
             last = self._redis.xrevrange(STREAM, "+", "-", count=1)
@@ -93,10 +97,12 @@ class Timeline:
         self._cursor = str(last[0][0]) if last and not history else "0-0"
 
     def events(self) -> list[TraceEvent]:
-        """Every event since construction (trace and spy), ordered by ts.
+        """Every event since construction, ordered by ts: what the processes recorded (hops,
+        logs, their Redis commands) and, with a spy, what MONITOR saw that none recorded.
 
-        A spy event whose role is only a guess ("unknown", "client") takes the role its
-        pid declared in its own trace events: the process knows what it is.
+        With no process recording its commands (XRAY_COMMANDS=0), MONITOR is the only
+        source of commands: its events keep the spy's attribution, and a role that is only
+        a guess ("unknown", "client") takes the role its pid declared in its own hops.
         """
         self._pull()
         spied = []
@@ -104,18 +110,33 @@ class Timeline:
             event = normalise(raw)
             if event is not None and not _is_marker(event):
                 spied.append(self._relabel(event))
+        if spied and self._captured:
+            spied = capture.uncaptured(spied, self._trace, now=time.time())
         return sorted([*self._trace, *spied], key=_ts)
 
     def settle(self, timeout: float = 5.0) -> None:
-        """Return once the spy has shown every command sent before this call.
+        """Return once every command sent before this call is on the timeline.
 
-        MONITOR reports commands in the order Redis ran them: once the spy shows a marker
+        Each process ships what it recorded every FLUSH_INTERVAL_S: after two intervals
+        (and a margin for the XADD itself), all that was sent before is in the stream. With
+        a spy, MONITOR reports commands in the order Redis ran them: once it shows a marker
         read sent now, it has shown all that came before. A check that something did NOT
-        happen, or a trace written to a file, is only complete after this. The marker goes
-        on an unnamed connection (the spy hides the kit's named ones) and is then hidden.
+        happen, or a trace written to a file, is only complete after this.
         """
+        from envoi_mails.xray import emitter, trace
+
+        trace.flush()
+        shipped = time.time() + 2 * emitter.FLUSH_INTERVAL_S + SHIP_MARGIN_S
+        wait_until(
+            lambda: time.time() >= shipped,
+            timeout=timeout,
+            what="the processes shipping what they recorded",
+            poll_s=0.02,
+        )
         if self._spy is None:
             return
+        # The marker goes on an unnamed connection (the spy hides the kit's named ones)
+        # and is then hidden, from the spy's events and from this process's own capture.
         marker = f"{MARKER_PREFIX}{uuid.uuid4()}"
         with redis.Redis(connection_pool=self._marker_pool) as client:
             client.exists(marker)
@@ -245,6 +266,10 @@ class Timeline:
         if event is None:
             self.undecodable += 1
             return
+        if _is_marker(event):
+            return
+        self._ingest.add(event)
+        self._captured = self._captured or event["event"] == names.REDIS_COMMAND
         self._trace.append(event)
         pid, role = event["pid"], event["role"]
         # A process may speak as "client" before a worker signal names it: keep the
