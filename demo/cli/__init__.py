@@ -15,7 +15,7 @@ def main() -> None:
 
 def _register() -> None:
     # Each command lives in its own module; they are imported here, once, to be listed.
-    from demo.cli.bench import bench_command
+    from demo.cli.bench import bench_capture_command, bench_command
     from demo.cli.inspect import inspect_command
     from demo.cli.spy import spy_command
     from demo.cli.trace import trace_command
@@ -28,6 +28,7 @@ def _register() -> None:
         send,
         result,
         bench_command,
+        bench_capture_command,
         inspect_command,
         spy_command,
         trace_command,

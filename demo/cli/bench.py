@@ -41,3 +41,11 @@ def bench_command(tasks: int, rounds: int, concurrency: int, json_path: Path | N
     console.print(f"worker and client logs: {report.run_dir}")
     if not report.complete:
         sys.exit(1)
+
+
+@click.command("bench-capture")
+def bench_capture_command() -> None:
+    """What recording one Redis command costs the process that sends it (µs)."""
+    from demo.bench.capture_cost import measure
+
+    click.echo(measure().line())
