@@ -1,4 +1,4 @@
-"""`python -m demo bench`: plain Celery, traced, and traced with the spy, side by side."""
+"""`python -m demo bench`: plain Celery, traced, and traced with MONITOR, side by side."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from demo.cli.errors import one_line_errors
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="write the report")
 @one_line_errors
 def bench_command(tasks: int, rounds: int, concurrency: int, json_path: Path | None) -> None:
-    """Throughput of plain Celery, traced, and traced with the spy, side by side.
+    """Throughput of plain Celery, traced, and traced with MONITOR, side by side.
 
     Exit code 0 on PASS and on FAIL (this is a measurement); 1 if a part failed or
     results went missing (then there is nothing to measure).
