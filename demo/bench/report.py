@@ -137,9 +137,7 @@ class BenchReport:
     @property
     def passed(self) -> bool:
         traced = self.summary(TRACED)
-        return (
-            self.complete and traced.ratio >= PASS_RATIO and traced.cpu_extra <= MAX_CPU_EXTRA
-        )
+        return self.complete and traced.ratio >= PASS_RATIO and traced.cpu_extra <= MAX_CPU_EXTRA
 
     def verdict(self) -> str:
         if not self.complete:

@@ -38,7 +38,7 @@ from demo.errors import KitError
 from demo.spy.monitor import Spy
 from demo.stack.stack import Stack
 from demo.stack.worker import Worker
-from demo.trace.timeline import Timeline
+from demo.trace.timeline import Timeline, write_jsonl
 
 SHIPPED_S = 10.0  # how long a hop a process has already sent may take to reach the timeline
 
@@ -211,6 +211,12 @@ def run(
                         expectations = [e.as_event() for e in scenario.expectations]
                         scenario.timeline.write_jsonl(options.json_trace, expectations)
                         console.print(f"trace written to {options.json_trace}")
+                        if spy is not None:
+                            # Every line MONITOR saw, as the spy attributed it: the
+                            # independent record the capture is checked against.
+                            seen = monitor_path(options.json_trace)
+                            write_jsonl(seen, spy.events())
+                            console.print(f"what MONITOR saw written to {seen}")
                     scenario.close()
     except KitError as exc:
         console.print(f"[red]error:[/] {exc}")
@@ -219,6 +225,11 @@ def run(
         console.print("\n[yellow]interrupted: everything the scenario started is stopped.[/]")
         return 130
     return _summary(console, scenario, time.monotonic() - started)
+
+
+def monitor_path(json_trace: Path) -> Path:
+    """Where `--monitor --json-trace PATH` writes what MONITOR saw: PATH.monitor.jsonl."""
+    return json_trace.with_name(f"{json_trace.name}.monitor.jsonl")
 
 
 def _summary(console: Console, scenario: Scenario | None, elapsed: float) -> int:

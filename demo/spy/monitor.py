@@ -246,7 +246,9 @@ class Spy:
 
     def _build(self, line: MonitorLine, sender: Sender, task_id: str | None) -> Event:
         where = split_addr(line.addr)
-        host = self.attributor.host if sender.pid is not None else (where[0] if where else None)
+        host = sender.host or (
+            self.attributor.host if sender.pid is not None else (where[0] if where else None)
+        )
         event: Event = {
             "ts": line.ts,
             "event": names.REDIS_COMMAND,

@@ -58,7 +58,7 @@ class Ingest:
 
 # A process ships what it recorded every 0.1 s (the emitter's flush), MONITOR at once: a
 # command MONITOR saw is only called uncaptured once its sender had time to ship it.
-SHIP_GRACE_S = 1.0
+SHIP_GRACE_S = 2.0
 
 
 def _key(event: TraceEvent) -> tuple[str, tuple[str, ...]]:

@@ -45,15 +45,25 @@ Event = dict[str, Any]
 
 MARKER_PREFIX = f"{names.KIT_PREFIX}-barrier-"
 SHIP_MARGIN_S = 0.1  # an emitter's XADD itself, after its flush interval
+LOOKBACK_MS = 1000  # "from now" includes the entries of the last second (see __init__)
 
 
-def _is_marker(event: TraceEvent) -> bool:
+def is_marker(event: TraceEvent) -> bool:
     command = args_of(event)
     return len(command) == 2 and command[1].startswith(MARKER_PREFIX)
 
 
 def _ts(event: TraceEvent) -> float:
     return event["ts"]
+
+
+def write_jsonl(path: str | Path, events: Iterable[Any]) -> int:
+    """Write events to path, one JSON object a line, ordered by ts; return the count."""
+    ordered = sorted(events, key=lambda e: float(e["ts"]))
+    with Path(path).open("w", encoding="utf-8") as out:
+        for event in ordered:
+            out.write(json.dumps(event, default=str, ensure_ascii=False) + "\n")
+    return len(ordered)
 
 
 def read_jsonl(path: str | Path) -> list[TraceEvent]:
@@ -93,8 +103,14 @@ class Timeline:
             last = self._redis.xrevrange(STREAM, "+", "-", count=1)
         except redis.RedisError as exc:
             raise KitError(f"cannot read the trace stream {STREAM} at {redis_url}: {exc}") from None
-        # Only the newest entry's id is needed here, not its events.
-        self._cursor = str(last[0][0]) if last and not history else "0-0"
+        # Only the newest entry's id is needed here, not its events. "From now" starts a
+        # little before it (in Redis's own clock: an entry id is its XADD's millisecond):
+        # a process ships what it recorded up to a flush interval late, so a command sent
+        # just before this timeline started may be in an entry XADDed just before it too.
+        self._cursor = "0-0"
+        if last and not history:
+            last_ms = int(str(last[0][0]).split("-")[0])
+            self._cursor = f"{max(last_ms - LOOKBACK_MS, 0)}-0"
 
     def events(self) -> list[TraceEvent]:
         """Every event since construction, ordered by ts: what the processes recorded (hops,
@@ -108,7 +124,7 @@ class Timeline:
         spied = []
         for raw in self._spy.events() if self._spy else []:
             event = normalise(raw)
-            if event is not None and not _is_marker(event):
+            if event is not None and not is_marker(event):
                 spied.append(self._relabel(event))
         if spied and self._captured:
             spied = capture.uncaptured(spied, self._trace, now=time.time())
@@ -221,13 +237,8 @@ class Timeline:
         return wait_until(whole, timeout=timeout, what=what, progress=progress)
 
     def write_jsonl(self, path: str | Path, extra: Iterable[Any] = ()) -> int:
-        """Write the timeline (plus `extra` events) to path, one JSON object a line, ordered
-        by ts; return the count."""
-        events = sorted([*self.events(), *extra], key=lambda e: float(e["ts"]))
-        with Path(path).open("w", encoding="utf-8") as out:
-            for event in events:
-                out.write(json.dumps(event, default=str, ensure_ascii=False) + "\n")
-        return len(events)
+        """Write the timeline (plus `extra` events) to path (see `write_jsonl`)."""
+        return write_jsonl(path, [*self.events(), *extra])
 
     def close(self) -> None:
         self._redis.close()
@@ -266,7 +277,7 @@ class Timeline:
         if event is None:
             self.undecodable += 1
             return
-        if _is_marker(event):
+        if is_marker(event):
             return
         self._ingest.add(event)
         self._captured = self._captured or event["event"] == names.REDIS_COMMAND

@@ -57,6 +57,7 @@ def capture(stack: Stack, worker: Worker) -> Iterator[Capture]:
         # land after the child's result.stored. Wait for both before anyone reads.
         for hop in ("task.received", "result.stored"):
             timeline.wait_for(event=hop, task_id=result.id, timeout=10, what=f"the {hop} hop")
+        timeline.settle()  # every process (this one too) has shipped what it recorded
         yield Capture(result.id, timeline.events(), timeline)
 
 
