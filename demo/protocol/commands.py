@@ -250,3 +250,33 @@ def short(args: Sequence[str], width: int = 120) -> str:
     cap = max(width // 2, 16)
     line = " ".join(_cut(str(arg), cap) for arg in args)
     return line if len(line) <= width else line[: width - 1] + "…"
+
+
+# Connection set-up and keep-alive chatter: every redis-py connection opens with HELLO 3,
+# CLIENT SETNAME/SETINFO (and asks for CLIENT MAINT_NOTIFICATIONS), kombu's adds PING. It
+# says nothing about Celery: the spy and the timeline leave it out of what they show.
+CHATTER = frozenset(
+    {
+        "PING",
+        "HELLO",
+        "AUTH",
+        "SELECT",
+        "ECHO",
+        "CLIENT SETNAME",
+        "CLIENT SETINFO",
+        "CLIENT MAINT_NOTIFICATIONS",
+    }
+)
+_CONTAINERS = ("CLIENT", "SCRIPT", "CONFIG")
+
+
+def command_name(args: Sequence[str]) -> str:
+    """The command's name, upper-cased; two words for a container (CLIENT SETNAME)."""
+    if not args:
+        return ""
+    head = args[0].upper()
+    return f"{head} {args[1].upper()}" if head in _CONTAINERS and len(args) > 1 else head
+
+
+def is_chatter(args: Sequence[str]) -> bool:
+    return command_name(args) in CHATTER

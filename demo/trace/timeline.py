@@ -22,6 +22,7 @@ import redis
 
 from demo import names
 from demo.errors import KitError
+from demo.protocol.commands import is_chatter
 from demo.spy.monitor import Spy
 from demo.trace import capture, query
 from demo.trace.event import TraceEvent, args_of, normalise
@@ -254,8 +255,18 @@ class Timeline:
     ) -> None:
         self.close()
 
-    def _pull(self) -> None:
+    def follow(self, block_s: float) -> list[TraceEvent]:
+        """The events that reached the stream since the last call, in the order they came,
+        waiting up to `block_s` for the first (XREAD BLOCK: no polling while it is quiet)."""
+        try:
+            self._redis.xread({STREAM: self._cursor}, count=1, block=max(int(block_s * 1000), 1))
+        except redis.RedisError as exc:
+            raise KitError(f"cannot read the trace stream {STREAM}: {exc}") from None
+        return self._pull()
+
+    def _pull(self) -> list[TraceEvent]:
         """Read what was added to the stream since the cursor, a page at a time."""
+        added: list[TraceEvent] = []
         while True:
             try:
                 page = self._redis.xrange(STREAM, f"({self._cursor}", "+", count=PAGE)
@@ -267,18 +278,25 @@ class Timeline:
                 if events is None:
                     self.undecodable += 1
                     continue
-                for event in events:
-                    self._add_event(event)
+                for raw in events:
+                    event = self._add_event(raw)
+                    if event is not None:
+                        added.append(event)
             if len(entries) < PAGE:
-                return
+                return added
 
-    def _add_event(self, raw: Any) -> None:
+    def _add_event(self, raw: Any) -> TraceEvent | None:
         event = normalise(raw) if isinstance(raw, dict) else None
         if event is None:
             self.undecodable += 1
-            return
+            return None
         if is_marker(event):
-            return
+            return None
+        if event["event"] == names.REDIS_COMMAND and is_chatter(args_of(event)):
+            # Recorded and kept in the stream, left out of the timeline as MONITOR's
+            # reader leaves it out (demo.protocol.commands.CHATTER).
+            self._captured = True
+            return None
         self._ingest.add(event)
         self._captured = self._captured or event["event"] == names.REDIS_COMMAND
         self._trace.append(event)
@@ -287,6 +305,7 @@ class Timeline:
         # most specific role it ever declared.
         if pid is not None and (role not in _GUESSED_ROLES or pid not in self._roles):
             self._roles[pid] = role
+        return event
 
     def _relabel(self, event: TraceEvent) -> TraceEvent:
         declared = self._roles.get(event["pid"] or -1)

@@ -17,17 +17,14 @@ import pytest
 
 from demo import names
 from demo.docsgen.headless import run_headless
+from demo.protocol.commands import CHATTER, command_name
 from demo.scenes.frame import monitor_path
-from demo.spy.monitor import NOISE
 from demo.trace.event import TraceEvent, args_of, key_of
 from demo.trace.timeline import is_marker, read_jsonl
 from scenario_runner import TIMEOUT_S, scenario_path
 
 Census = dict[int, Counter[tuple[str, str]]]
 SCENARIO = scenario_path("02")
-# redis-py 8 asks for CLIENT MAINT_NOTIFICATIONS when it connects; Redis 7.0 does not know
-# the command and rejects it before running it, so MONITOR (which logs what runs) never sees it.
-NOT_RUN = frozenset({"CLIENT MAINT_NOTIFICATIONS"})
 # Both ends of the window MONITOR watched: a command sent within this much of an end may be
 # on one side of it when recorded (at packing) and on the other when Redis ran it.
 EDGE_S = 0.3
@@ -42,23 +39,16 @@ def trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / f"{SCENARIO.stem}.jsonl"
 
 
-def _name(e: TraceEvent) -> str:
-    """As the spy names commands: two words for a container command (CLIENT SETNAME)."""
-    args = [a.upper() for a in args_of(e)[:2]]
-    return (
-        " ".join(args) if args[0] in ("CLIENT", "SCRIPT", "CONFIG") and len(args) > 1 else args[0]
-    )
-
-
 def _census(events: list[TraceEvent], start: float, end: float) -> Census:
     """pid -> (command, first key) -> count, over the window, connection chatter left out
-    (the spy's NOISE: HELLO, PING, CLIENT SETNAME …) as well as the kit's barrier reads."""
+    (CHATTER: HELLO, PING, CLIENT SETNAME …, which both sides leave out, though processes
+    record it in the stream) as well as the kit's barrier reads."""
     by_pid: Census = defaultdict(Counter)
     for e in events:
         if e["event"] != names.REDIS_COMMAND or e["pid"] is None or is_marker(e):
             continue
-        name = _name(e)
-        if start <= e["ts"] <= end and name not in NOISE and name not in NOT_RUN:
+        name = command_name(args_of(e))
+        if start <= e["ts"] <= end and name not in CHATTER:
             by_pid[e["pid"]][(name, key_of(e))] += 1
     return by_pid
 
