@@ -166,8 +166,10 @@ _RULES: tuple[_Rule, ...] = (
 )
 
 
-def _key_of(args: Sequence[str]) -> str:
+def key_of(args: Sequence[str]) -> str:
     """The key a command acts on: for EVAL/EVALSHA the first declared KEYS entry."""
+    if not args:
+        return ""
     if args[0].upper() in ("EVAL", "EVALSHA"):
         has_keys = len(args) > 3 and args[2].isascii() and args[2].isdigit() and int(args[2]) > 0
         return args[3] if has_keys else ""
@@ -197,7 +199,7 @@ def describe(args: Sequence[str]) -> str:
     """One short phrase for what the command does in Celery terms. Never raises."""
     if not args:
         return ""
-    command, key = args[0].upper(), _key_of(args)
+    command, key = args[0].upper(), key_of(args)
     for rule in _rules_for(command):
         phrase = _apply(rule, args, key)
         if phrase is not None:

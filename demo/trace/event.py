@@ -17,6 +17,7 @@ from typing import Any, TypedDict
 from typing_extensions import NotRequired
 
 from demo import names
+from demo.protocol import commands
 
 
 class TraceEvent(TypedDict):
@@ -108,9 +109,9 @@ def command_name(e: TraceEvent) -> str:
 
 
 def key_of(e: TraceEvent) -> str:
-    """The first argument of a Redis command: its key or channel ("" if none)."""
-    args = e.get("command")
-    return args[1] if args and len(args) > 1 else ""
+    """The key (or channel) a Redis command acts on ("" if none): its first argument, and
+    for a script (EVAL, EVALSHA) the first of the KEYS it declares, which it works on."""
+    return commands.key_of(e.get("command", []))
 
 
 def is_command(e: TraceEvent) -> bool:
