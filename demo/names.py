@@ -41,6 +41,7 @@ SPY_CLIENT_NAME: Final = f"{KIT_PREFIX}-spy"  # the spy's connections: xray-spy,
 
 # Trace event names that are not hops of a task's life.
 REDIS_COMMAND: Final = "redis.command"
+REDIS_REPLY: Final = "redis.reply"  # what a command returned, where it names a task (BRPOP)
 LOG: Final = "log"
 EXPECTATION: Final = "scenario.expectation"  # one checked claim of a scenario (role SCENARIO)
 

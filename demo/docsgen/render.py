@@ -36,7 +36,7 @@ _TOKENS = re.compile(
 # cached depends on which process used it first); the kit's own keys (xray:…).
 _NOBODY = frozenset({names.SPY, names.UNKNOWN})
 _FRAMING = frozenset({"MULTI", "EXEC", "DISCARD", "SCRIPT"})
-_NOT_HOPS = frozenset({names.LOG, names.REDIS_COMMAND, names.EXPECTATION})
+_NOT_HOPS = frozenset({names.LOG, names.REDIS_COMMAND, names.REDIS_REPLY, names.EXPECTATION})
 _HOP_DETAIL = {"task.event": "type", "result.stored": "status"}
 
 

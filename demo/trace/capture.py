@@ -21,7 +21,7 @@ from demo.protocol.commands import describe
 from demo.spy.attribution import DeliveryTags
 from demo.trace.event import TraceEvent, args_of, command_name
 
-REPLY = "redis.reply"
+REPLY = names.REDIS_REPLY
 
 
 class Ingest:

@@ -119,8 +119,8 @@ def is_command(e: TraceEvent) -> bool:
 
 
 def is_hop(e: TraceEvent) -> bool:
-    """A step some process recorded: neither a Redis command nor a log line."""
-    return e["event"] not in (names.REDIS_COMMAND, names.LOG)
+    """A step some process recorded: neither a Redis command (nor its reply) nor a log line."""
+    return e["event"] not in (names.REDIS_COMMAND, names.REDIS_REPLY, names.LOG)
 
 
 def at(e: TraceEvent | None) -> float:
