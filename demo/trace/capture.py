@@ -29,7 +29,9 @@ class Ingest:
 
     def __init__(self) -> None:
         self._tags = DeliveryTags()
-        self._waiting: dict[int, TraceEvent] = {}  # pid -> its last BRPOP, until its reply
+        # (pid, queue) -> that process's last BRPOP on the queue, until its reply. Keyed by
+        # queue too: a worker BRPOPs its task queues and its pidbox on separate connections.
+        self._waiting: dict[tuple[int, str], TraceEvent] = {}
 
     def add(self, event: TraceEvent) -> None:
         """Complete `event` in place (a captured command or a reply); others pass untouched."""
@@ -42,11 +44,13 @@ class Ingest:
             if "summary" not in event:
                 event["summary"] = describe(args)
             if command_name(event) == "BRPOP" and event["pid"] is not None:
-                self._waiting[event["pid"]] = event
+                for key in args[1:-1]:  # the last argument is the timeout
+                    queue = key.rsplit(names.PRIORITY_SEP, 1)[0]
+                    self._waiting[(event["pid"], queue)] = event
         elif event["event"] == REPLY and event.get("reply_to") == "BRPOP":
             # A process's events reach the stream in the order it recorded them: its BRPOP
             # is in before the reply that ends it.
-            brpop = self._waiting.pop(event["pid"] or -1, None)
+            brpop = self._waiting.pop((event["pid"] or -1, str(event.get("key", ""))), None)
             task_id = event.get("task_id")
             if task_id:
                 # Even when the BRPOP itself was sent before this timeline started reading:
