@@ -41,6 +41,7 @@ SPY_CLIENT_NAME: Final = f"{KIT_PREFIX}-spy"  # the spy's connections: xray-spy,
 
 # Trace event names that are not hops of a task's life.
 REDIS_COMMAND: Final = "redis.command"
+REDIS_REPLY: Final = "redis.reply"  # what a command returned, where it names a task (BRPOP)
 LOG: Final = "log"
 EXPECTATION: Final = "scenario.expectation"  # one checked claim of a scenario (role SCENARIO)
 
@@ -64,6 +65,7 @@ PRIORITY_SEP: Final = "\x06\x16"
 EVENTS_INFIX: Final = ".celeryev/"  # celery/events: the `celeryev` exchange
 TASK_MULTI_SUFFIX: Final = ".celeryev/task.multi"  # task events, batched (EventDispatcher groups)
 HEARTBEAT_SUFFIX: Final = ".celeryev/worker.heartbeat"
+ONLINE_SUFFIX: Final = ".celeryev/worker.online"
 OFFLINE_SUFFIX: Final = ".celeryev/worker.offline"
 PIDBOX_SUFFIX: Final = ".celery.pidbox"  # celery/app/control.py: the `celery.pidbox` exchange
 REPLY_SUFFIX: Final = ".reply.celery.pidbox"  # `<oid>.reply.celery.pidbox`: replies, LPUSHed

@@ -59,6 +59,8 @@ class Settings:
     mail_retry_backoff_max: float = 60.0
     # XRAY_TRACE=0: no instrumentation at all, the app is plain Celery (for the benchmark).
     xray_trace: bool = True
+    # XRAY_COMMANDS=0: hops and logs only; no process records its own Redis commands.
+    xray_commands: bool = True
     # auto: coloured console lines on a terminal, JSON lines otherwise.
     log_format: str = "auto"
 
@@ -84,6 +86,7 @@ class Settings:
             mail_retry_backoff=_number(env, "MAIL_RETRY_BACKOFF", 2.0),
             mail_retry_backoff_max=_number(env, "MAIL_RETRY_BACKOFF_MAX", 60.0),
             xray_trace=_flag(env, "XRAY_TRACE", True),
+            xray_commands=_flag(env, "XRAY_COMMANDS", True),
             log_format=log_format,
         )
 

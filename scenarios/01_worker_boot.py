@@ -11,53 +11,71 @@ import os
 import sys
 import time
 
-import redis
-
 from demo import inspectors as ins
+from demo import names
+from demo.protocol.envelope import decode_event_body
 from demo.render import tables as ev
 from demo.render.inspect import escape, render_bindings
 from demo.scenes import processes as proc
 from demo.scenes.frame import Scenario, run
 from demo.trace import query as q
+from demo.trace.event import args_of, key_of
 
-QUEUE_LISTS = ["celery", "celery\x06\x163", "celery\x06\x166", "celery\x06\x169"]
-TASK_ROUTE = ("celery", "celery", "celery")  # exchange, routing key, queue
+WORKER, DEFAULT = "celery", "no-c"  # the `-c 2` worker of steps 1-6; step 7's, without -c
+CHILDREN = 2
+QUEUE = names.DEFAULT_QUEUE
+QUEUE_LISTS = [QUEUE, *(f"{QUEUE}{names.PRIORITY_SEP}{n}" for n in (3, 6, 9))]
+TASK_ROUTE = (QUEUE, QUEUE, QUEUE)  # exchange, routing key, queue
+HEARTBEAT, REPLY = names.HEARTBEAT_SUFFIX, names.REPLY_SUFFIX
+BINDINGS = "_kombu.binding"  # the prefix of binding.<x>, binding_permanent.<x>, binding_deadlines
+PINNED = names.BINDING_PERMANENT_PREFIX
+EVENTS, CONTROL = "celeryev", "celery.pidbox"  # the exchanges whose bindings expire
+DEADLINE_S, DEADLINE_SLACK_S = 3600, 600  # kombu's binding deadline: about an hour ahead
+KEYS_SHOWN = 50  # binding keys listed at most
+BRPOPS, BRPOP_TIMEOUT_S = 3, 1  # consume loops watched; kombu's BRPOP timeout
+FULL_WAIT_S = 0.95  # a BRPOP that waited its whole second, give or take the clocks
+BEATS, SIGNALS, FREQ_S = 2, 3, 2.0  # heartbeat PUBLISHes and hops watched; their frequency
+ABOUT_FREQ_S = (1.5, 3.0)  # two heartbeats this far apart are "about every 2 s"
+SOON_S = 10  # how long a hop or command that follows at once may take to be seen
 
 
-def story(s: Scenario) -> None:
-    import envoi_mails  # noqa: F401  # this process is the app's client: the spy labels it so
-
-    tl = s.timeline
+def step_1(s: Scenario) -> None:
     with s.step(
         "1. Start the worker with two children",
         "`celery -A envoi_mails worker --loglevel=info -c 2 -E` starts one process, the "
         "MainProcess. Before it even connects to Redis, billiard forks its pool: 2 children.",
     ):
-        worker = s.start_worker(extra=["-c", "2"])
+        worker = s.start_worker(WORKER, extra=["-c", str(CHILDREN)])
         pool = ins.pool_processes(worker.pid)
-        kids = pool.child_pids
-        init = proc.wait_hop(tl, "worker.init", worker.pid)
+        s.timeline.wait_for(event="worker.init", pid=worker.pid, timeout=SOON_S, what="init")
         s.show(ev.process_table(worker.pid))
         s.expect(
             "the OS shows 2 children, each with the MainProcess as parent",
-            len(kids) == 2 and {c.ppid for c in pool.children} == {worker.pid},
-            f"MainProcess {worker.pid}, children {kids}",
+            len(pool.child_pids) == CHILDREN and {c.ppid for c in pool.children} == {worker.pid},
+            f"MainProcess {worker.pid}, children {pool.child_pids}",
         )
-        talks = q.first(tl.events(), event="redis.command", role="worker-main")
+        talks = s.timeline.first(event=names.REDIS_COMMAND, role=names.WORKER_MAIN)
         s.expect(
             "both were forked (OS start time) before the MainProcess's first Redis command",
             talks is not None and max(c.create_time for c in pool.children) <= talks["ts"],
         )
 
+
+def step_2(s: Scenario) -> None:
+    tl, worker = s.timeline, s.worker(WORKER)
     with s.step(
         "2. The children are forked at start, before any task",
         "Each new child runs `worker_process_init` (the kit's `child.init` hop). The worker "
         "says `ready` once it consumes; no task has been sent.",
     ):
-        ready = proc.wait_hop(tl, "worker.ready", worker.pid)
-        for kid in kids:  # each child ships its hops itself, a few ms after the fact
-            proc.wait_hop(tl, "child.init", kid)
-        inits = proc.child_hops(tl.events(), worker.pid)
+        kids = worker.children()
+        init = tl.wait_for(event="worker.init", pid=worker.pid, timeout=SOON_S, what="init")
+        ready = tl.wait_for(event="worker.ready", pid=worker.pid, timeout=SOON_S, what="ready")
+        # Each child ships its hops itself, a few ms after the fact.
+        tl.wait_until(
+            event="child.init", ppid=worker.pid, count=CHILDREN, timeout=SOON_S, what="child.init"
+        )
+        inits = tl.select(event="child.init", ppid=worker.pid)
         s.show(ev.hops_table([init, *inits, ready], "the worker's start, as its processes told it"))
         s.expect(
             "one child.init per OS child, each from a pid whose parent is the worker",
@@ -67,8 +85,11 @@ def story(s: Scenario) -> None:
         forked_in_time = all(init["ts"] < e["ts"] < ready["ts"] for e in inits)
         s.expect("both were forked after worker_init, before worker_ready", forked_in_time)
         s.expect("worker_ready's pool list is the OS children", sorted(ready["children"]) == kids)
-        s.expect("no task ran: they wait for work", not q.select(tl.events(), event="task.prerun"))
+        s.expect("no task ran: they wait for work", not tl.select(event="task.prerun"))
 
+
+def step_3(s: Scenario) -> None:
+    tl, worker = s.timeline, s.worker(WORKER)
     with s.step(
         "3. The worker reports the same pids",
         "`celery inspect stats` PUBLISHes a command on `celery.pidbox`; the MainProcess "
@@ -76,22 +97,30 @@ def story(s: Scenario) -> None:
     ):
         asked = time.time()
         reported = sorted(ins.stats_pool_pids(s.stack.env, worker.nodename))
-        replied = proc.command_is("LPUSH", suffix=".reply.celery.pidbox", since=asked)
-        reply = tl.wait_for(replied, timeout=10, what="the reply to inspect stats")
+        reply = tl.wait_for(
+            command="LPUSH", key_suffix=REPLY, since=asked, timeout=SOON_S, what="the reply"
+        )
+        ready = tl.wait_for(event="worker.ready", pid=worker.pid, timeout=SOON_S, what="ready")
+        kids = worker.children()
         views = {"the OS (psutil)": kids, "worker_ready": ready["children"], "inspect": reported}
         s.show(proc.pids_table(views, "three views of the pool"), ev.commands_table([reply]))
         s.expect("`inspect stats` names the OS's pool pids", reported == kids, f"{reported}")
         s.expect("the MainProcess answered, not a child", reply["pid"] == worker.pid)
 
+
+def step_4(s: Scenario) -> None:
+    worker = s.worker(WORKER)
     with s.step(
         "4. The bindings the worker declares",
         "kombu keeps routing in sets `_kombu.binding.<exchange>`. New in 5.7: a queue that never "
         "expires is also pinned in `_kombu.binding_permanent.<exchange>`; expiring ones (events, "
         "control) get a deadline in `_kombu.binding_deadlines`, past which a sweep may drop them.",
     ):
-        r = redis.Redis.from_url(s.stack.broker_url, decode_responses=True)
-        view, keys = ins.bindings(r), ins.scan_keys(r, "_kombu.binding*", 50)[0]
-        writes = proc.binding_writes(tl.events(), worker.pid)
+        view, keys = (
+            ins.bindings(s.redis),
+            ins.scan_keys(s.redis, f"{BINDINGS}*", limit=KEYS_SHOWN)[0],
+        )
+        writes = s.timeline.select(command=("SADD", "ZADD"), key_prefix=BINDINGS, pid=worker.pid)
         s.show(
             ev.commands_table(writes, "the worker's writes (a deadline's ZADD: in a Lua script)"),
             render_bindings(view),
@@ -100,75 +129,91 @@ def story(s: Scenario) -> None:
         plain = {(b.exchange, b.routing_key, b.queue) for b in view.bindings}
         pinned = {(b.exchange, b.routing_key, b.queue) for b in view.permanent}
         left = {d.exchange: d.seconds_left for d in view.deadlines}
-        tables = {e["command"][1] for e in writes}
+        tables = {key_of(e) for e in writes}
         s.expect(
             "binding.celery and binding_permanent.celery route celery → celery; the MainProcess "
             "wrote both",
             TASK_ROUTE in plain & pinned
-            and {"_kombu.binding.celery", "_kombu.binding_permanent.celery"} <= tables,
+            and {f"{names.BINDING_PREFIX}{QUEUE}", f"{PINNED}{QUEUE}"} <= tables,
+        )
+        about_an_hour = all(
+            DEADLINE_S - DEADLINE_SLACK_S < left.get(x, 0) <= DEADLINE_S for x in (EVENTS, CONTROL)
         )
         s.expect(
             "events and control tables have a deadline about 1 h ahead; `celery` has none",
-            "celery" not in left
-            and all(3000 < left.get(x, 0) <= 3600 for x in ("celeryev", "celery.pidbox")),
+            QUEUE not in left and about_an_hour,
             ", ".join(f"{x}: {t:.0f} s" for x, t in left.items()),
         )
 
+
+def step_5(s: Scenario) -> None:
+    tl, worker = s.timeline, s.worker(WORKER)
     with s.step(
         "5. The consume loop: BRPOP, one second at a time",
         "The MainProcess blocks on `celery` and its priority lists (`\\x06\\x16` + 3, 6, 9) for "
         "at most 1 s, then asks again. The children never talk to the broker.",
     ):
-        loops = proc.wait_for_each(tl, proc.command_is("BRPOP", "celery"), 3, 10, "BRPOP celery")
-        gaps = proc.gaps(loops)
+        loops = tl.wait_until(
+            command="BRPOP", key=QUEUE, count=BRPOPS, timeout=SOON_S, what="BRPOP"
+        )
+        gaps = q.gaps(loops)
         s.show(
             ev.commands_table(loops, "BRPOP"),
-            f"seconds apart: {', '.join(f'{g:.3f}' for g in gaps)}",
+            "seconds apart: " + ", ".join(f"{g:.3f}" for g in gaps),
         )
-        sent = q.select(tl.events(), event="redis.command")
+        sent = tl.select(event=names.REDIS_COMMAND)
         s.expect(
             "BRPOP names celery and its priority lists 3, 6, 9, with timeout 1",
-            loops[0]["command"][1:] == [*QUEUE_LISTS, "1"],
-            escape(" ".join(loops[0]["command"])),
+            args_of(loops[0])[1:] == [*QUEUE_LISTS, str(BRPOP_TIMEOUT_S)],
+            escape(" ".join(args_of(loops[0]))),
         )
-        brpop_pids = {e["pid"] for e in sent if proc.is_command(e, "BRPOP", "celery")}
-        from_kids = [e for e in sent if e.get("ppid") == worker.pid]
+        brpop_pids = {e["pid"] for e in q.select(sent, command="BRPOP", key=QUEUE)}
+        from_kids = q.select(sent, ppid=worker.pid)
         s.expect(
             "every BRPOP on celery comes from the MainProcess; the children sent no command at all",
             brpop_pids == {worker.pid} and not from_kids,
             f"{len(from_kids)} from children",
         )
-        s.expect("on an empty queue each BRPOP waits its full second", min(gaps) >= 0.95)
+        s.expect("on an empty queue each BRPOP waits its full second", min(gaps) >= FULL_WAIT_S)
 
+
+def step_6(s: Scenario) -> None:
+    tl, worker = s.timeline, s.worker(WORKER)
     with s.step(
         "6. The heartbeat",
         "With `-E` the MainProcess PUBLISHes a `worker-heartbeat` event every 2 s; monitors "
         "such as Flower call a worker offline after 2 × freq without one.",
     ):
-        heartbeat = proc.command_is("PUBLISH", suffix=".celeryev/worker.heartbeat")
-        beats = proc.wait_for_each(tl, heartbeat, 2, 10, "a heartbeat PUBLISH")
-        online = proc.published(tl.events(), ".celeryev/worker.online", worker.pid)
-        signals = proc.wait_for_each(tl, proc.hop_is("worker.heartbeat", worker.pid), 3, 5, "hop")
-        bodies = [proc.event_body(e) for e in [*online, *beats]]
+        beats = tl.wait_until(
+            command="PUBLISH", key_suffix=HEARTBEAT, count=BEATS, timeout=SOON_S, what="beats"
+        )
+        online = tl.select(command="PUBLISH", key_suffix=names.ONLINE_SUFFIX, pid=worker.pid)
+        signals = tl.wait_until(
+            event="worker.heartbeat", pid=worker.pid, count=SIGNALS, timeout=SOON_S, what="hops"
+        )
+        bodies = [decode_event_body(args_of(e)[2])[0] for e in [*online, *beats]]
         s.show(
             ev.commands_table([*online, *beats], "worker events on the celeryev channels"),
             ", ".join(f"{b['type']}: pid={b['pid']} freq={b['freq']}" for b in bodies),
         )
-        gap = proc.gaps(beats)[0]
+        gap = q.gaps(beats)[0]
         order = [signals[0], *online, signals[1], beats[0], signals[2], beats[1]]
-        named = all(b["pid"] == worker.pid and b["freq"] == 2.0 for b in bodies)
+        named = all(b["pid"] == worker.pid and b["freq"] == FREQ_S for b in bodies)
         s.expect(
             "PUBLISHed by the MainProcess; each event names its pid and freq 2.0",
             {e["pid"] for e in beats} == {worker.pid} and named,
-            beats[0]["command"][1],
+            key_of(beats[0]),
         )
-        s.expect("about every 2 s", 1.5 <= gap <= 3.0, f"{gap:.3f} s apart")
+        low, high = ABOUT_FREQ_S
+        s.expect("about every 2 s", low <= gap <= high, f"{gap:.3f} s apart")
         s.expect(
             "heartbeat_sent also fires for worker-online: signal, online, signal, beat, …",
             len(online) == 1 and [e["ts"] for e in order] == sorted(e["ts"] for e in order),
         )
         s.show(s.flower(f"worker/{worker.nodename}"))
 
+
+def step_7(s: Scenario) -> None:
     with s.step(
         "7. Without -c: one child per CPU",
         "With neither `-c` nor `worker_concurrency`, Celery sizes the pool with "
@@ -176,8 +221,10 @@ def story(s: Scenario) -> None:
         "a container's CPU quota. A second worker, started with no `-c`, shows it.",
     ):
         cpus = os.cpu_count()
-        default = s.start_worker("no-c")
-        chosen = proc.wait_hop(tl, "worker.init", default.pid)
+        default = s.start_worker(DEFAULT)
+        chosen = s.timeline.wait_for(
+            event="worker.init", pid=default.pid, timeout=SOON_S, what="init"
+        )
         forked = default.children()
         s.show(ev.process_table(default.pid))
         s.expect(
@@ -186,6 +233,13 @@ def story(s: Scenario) -> None:
             f"concurrency={chosen.get('concurrency')}, os.cpu_count()={cpus}",
         )
         s.expect("the OS shows that many children", len(forked) == cpus, f"{forked}")
+
+
+def story(s: Scenario) -> None:
+    import envoi_mails  # noqa: F401  # this process is the app's client: the spy labels it so
+
+    for step in (step_1, step_2, step_3, step_4, step_5, step_6, step_7):
+        step(s)
 
 
 if __name__ == "__main__":

@@ -10,43 +10,65 @@ import sys
 import time
 from collections import Counter
 
+from demo import names
 from demo.render import tables as ev
 from demo.scenes import processes as proc
 from demo.scenes.frame import Scenario, run
 from demo.trace import query as q
+from demo.trace.event import at
 
 RUNS, BATCH, MAX_TASKS, QUEUE = 20, 12, 3, "recycle"
+WORKER, RECYCLER, CHILDREN = "celery", "recycler", 2
+BATCH_S = 0.2  # each task of step 3's batch: slow(0.2)
+SOON_S = 10  # how long a hop that follows at once may take to be seen
+TASK_S = 30  # how long a batch of tasks may take, from publish to result
+REPLACED_S = 15  # how long the MainProcess may take to fork the replacements
 
 
-def story(s: Scenario) -> None:
-    from envoi_mails import slow, whoami
+def batch_start(s: Scenario) -> float:
+    """When step 3 began publishing its batch: the first task.publishing on QUEUE."""
+    first = s.timeline.wait_for(
+        event="task.publishing", routing_key=QUEUE, timeout=SOON_S, what="the batch"
+    )
+    return first["ts"]
 
-    tl = s.timeline
+
+def step_1(s: Scenario) -> None:
     with s.step(
         "1. A worker with two children",
         "`celery -A envoi_mails worker --loglevel=info -c 2`: the MainProcess forks its two "
         "children now, before any task exists.",
     ):
-        worker = s.start_worker(extra=["-c", "2"])
+        worker = s.start_worker(WORKER, extra=["-c", str(CHILDREN)])
         boot = worker.children()
-        for pid in boot:
-            proc.wait_hop(tl, "child.init", pid)
+        s.timeline.wait_until(
+            event="child.init", ppid=worker.pid, count=len(boot), timeout=SOON_S, what="child.init"
+        )
         s.show(ev.process_table(worker.pid))
-        s.expect("the OS shows 2 children under the worker", len(boot) == 2, f"{boot}")
+        s.expect("the OS shows 2 children under the worker", len(boot) == CHILDREN, f"{boot}")
 
+
+def step_2(s: Scenario) -> None:
+    from envoi_mails import whoami
+
+    tl, worker = s.timeline, s.worker(WORKER)
     with s.step(
         f"2. {RUNS} tasks, the same two processes",
         f"{RUNS} × `whoami.delay()`. A prefork child runs one task after another in a loop "
         "(billiard's `Worker.workloop`): nothing is forked for a task. `whoami` also counts "
         "its calls in a module global, and each child has its own copy of it.",
     ):
+        boot = sorted(c.pid for c in q.children(tl.events(), worker.pid))  # forked in step 1
         since = time.time()
         results = [whoami.delay() for _ in range(RUNS)]
-        said = {r.id: r.get(timeout=30) for r in results}
-        ran = proc.wait_ran(tl, list(said))
+        said = {r.id: r.get(timeout=TASK_S) for r in results}
+        tl.wait_lives(said, timeout=TASK_S)
         events = tl.events()
-        children = proc.lives(events, worker.pid)
-        s.show(proc.lives_table(children, since, time.time(), worker.children(), "tasks per child"))
+        ran = q.ran_by(events, said)
+        children = q.children(events, worker.pid)
+        s.show(
+            proc.children_table(children, since, time.time(), worker.children(), "tasks per child")
+        )
         s.expect(
             "every task ran in one of the 2 boot children",
             set(ran.values()) <= set(boot),
@@ -56,7 +78,7 @@ def story(s: Scenario) -> None:
             "each task says so itself: its pid is its task.prerun's, its parent the worker",
             all(said[t]["pid"] == ran[t] and said[t]["ppid"] == worker.pid for t in said),
         )
-        forked = [e for e in proc.child_hops(events, worker.pid) if e["ts"] > since]
+        forked = q.select(events, event="child.init", ppid=worker.pid, since=since)
         s.expect(
             "no child.init during the run: no process was forked", not forked, f"{len(forked)}"
         )
@@ -71,28 +93,40 @@ def story(s: Scenario) -> None:
             f"{ {pid: sorted(n) for pid, n in nth.items()} }",
         )
 
+
+def step_3(s: Scenario) -> None:
+    from envoi_mails import slow
+
+    tl = s.timeline
     with s.step(
         f"3. A worker that retires children after {MAX_TASKS} tasks",
         f"`… -c 2 --max-tasks-per-child {MAX_TASKS} -Q {QUEUE}`: billiard's child loop returns "
         f"after {MAX_TASKS} tasks and the process exits; the MainProcess reaps it and forks a "
         f"replacement (`maintain_pool`). {BATCH} × `slow(0.2)` on `{QUEUE}` keep both busy.",
     ):
-        extra = ["-c", "2", "--max-tasks-per-child", str(MAX_TASKS), "-Q", QUEUE]
-        recycler = s.start_worker("recycler", extra=extra)
+        extra = ["-c", str(CHILDREN), "--max-tasks-per-child", str(MAX_TASKS), "-Q", QUEUE]
+        recycler = s.start_worker(RECYCLER, extra=extra)
         first = recycler.children()
-        for pid in first:
-            proc.wait_hop(tl, "child.init", pid)
-        since = time.time()
-        results = [slow.apply_async(args=[0.2], queue=QUEUE) for _ in range(BATCH)]
-        said = {r.id: r.get(timeout=30)["pid"] for r in results}
-        ran = proc.wait_ran(tl, list(said))
+        tl.wait_until(
+            event="child.init", ppid=recycler.pid, count=len(first), timeout=SOON_S, what="init"
+        )
+        results = [slow.apply_async(args=[BATCH_S], queue=QUEUE) for _ in range(BATCH)]
+        said = {r.id: r.get(timeout=TASK_S)["pid"] for r in results}
+        tl.wait_lives(said, timeout=TASK_S)
+        since, ran = batch_start(s), q.ran_by(tl.events(), said)
         counts = Counter(ran.values())
-        retired = sorted(pid for pid, n in counts.items() if n == MAX_TASKS)
+        retired = [pid for pid, n in counts.items() if n == MAX_TASKS]
         # Each retired child is reaped, then replaced: wait for that many new children.
-        replaced = proc.hop_is("child.init", ppid=recycler.pid, since=since)
-        proc.wait_for_each(tl, replaced, len(retired), 15, "a replacement child")
+        tl.wait_until(
+            event="child.init",
+            ppid=recycler.pid,
+            since=since,
+            count=len(retired),
+            timeout=REPLACED_S,
+            what="a replacement child",
+        )
         events = tl.events()
-        inits = {e["pid"]: e["ts"] for e in proc.child_hops(events, recycler.pid)}
+        inits = {e["pid"]: e["ts"] for e in q.select(events, event="child.init", ppid=recycler.pid)}
         s.show(proc.tasks_table(list(said), events, said))
         s.expect(
             f"no child ran more than {MAX_TASKS} tasks",
@@ -104,26 +138,29 @@ def story(s: Scenario) -> None:
             all(said[t] == ran[t] and ran[t] in inits for t in said),
         )
         new = sorted(set(ran.values()) - set(first))
-        first_run = {
-            pid: min(e["ts"] for e in events if e.get("event") == "task.prerun" and e["pid"] == pid)
-            for pid in new
-        }
+        first_run = {p: at(q.first(events, event="task.prerun", pid=p)) for p in new}
         s.expect(
             "new children ran tasks, each announced by its own child.init first",
             bool(new) and all(since < inits[p] < first_run[p] for p in new),
             f"new: {new}",
         )
 
+
+def step_4(s: Scenario) -> None:
+    tl, recycler = s.timeline, s.worker(RECYCLER)
     with s.step(
         "4. The children over time",
         "Each child's `child.init` (worker_process_init) and `child.shutdown` "
         "(worker_process_shutdown, sent as it exits), and what the OS says now.",
     ):
+        since = batch_start(s)
         events, now, alive = tl.events(), time.time(), recycler.children()
-        lives = proc.lives(events, recycler.pid)
-        s.show(proc.lives_table(lives, since, now, alive))
-        born = [c.pid for c in lives if c.forked and c.forked > since]
-        gone = {c.pid for c in lives if c.exited is not None}
+        children = q.children(events, recycler.pid)
+        s.show(proc.children_table(children, since, now, alive))
+        first = [c.pid for c in children if c.born < since]
+        retired = sorted(c.pid for c in children if len(c.tasks) == MAX_TASKS)
+        born = [c.pid for c in children if c.born > since]
+        gone = {c.pid for c in children if c.left is not None}
         s.expect(
             f"each child that ran {MAX_TASKS} tasks sent child.shutdown and is gone from the OS",
             all(p in gone and p not in alive for p in retired),
@@ -134,18 +171,21 @@ def story(s: Scenario) -> None:
         )
         s.expect(
             "the boot children are gone; the pool is back to 2, all forked during the run",
-            not set(first) & set(alive) and len(alive) == 2 and set(alive) <= set(born),
+            not set(first) & set(alive) and len(alive) == CHILDREN and set(alive) <= set(born),
             f"OS now: {alive}",
         )
         told = [
-            e["message"]
-            for e in q.select(events, event="log")
-            if e["ts"] > since
-            and e["pid"] == recycler.pid
-            and not e["message"].endswith(" received")
+            e.get("message", "")
+            for e in q.select(events, event=names.LOG, pid=recycler.pid, since=since)
+            if not e.get("message", "").endswith(" received")
         ]
         s.expect("at INFO the worker's log says nothing of it", not told, f"{told[:2]}")
         s.show(s.flower(f"worker/{recycler.nodename}"))
+
+
+def story(s: Scenario) -> None:
+    for step in (step_1, step_2, step_3, step_4):
+        step(s)
 
 
 if __name__ == "__main__":

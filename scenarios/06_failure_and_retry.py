@@ -10,53 +10,65 @@ from __future__ import annotations
 import sys
 import time
 
-import redis
+from celery.result import AsyncResult
 from rich.pretty import Pretty
 
+from demo import names
 from demo.render import tables as ev
 from demo.scenes import failures as fx
 from demo.scenes.frame import Scenario, run
+from demo.stack.smtp_sink import SmtpSink
+from demo.trace import messages as msg
 from demo.trace import query as q
 from demo.trace.event import args_of
 
 MESSAGE, ADDRESS, DOWN = "échec voulu", "destinataire@example.com", "smtp-down"
 EXC = {"exc_type": "TeachingError", "exc_message": [MESSAGE], "exc_module": "envoi_mails.tasks"}
+WORKER, DOWN_WORKER = "celery", "smtpdown"
+WORKER_FLAGS, DOWN_FLAGS = ["-c", "2"], ["-c", "1", "-Q", DOWN]
+FLAKY = "envoi_mails.flaky"
+FAILURES, COUNTDOWN_S = 2, 1  # flaky(2, countdown=1): two failed tries, each retried 1 s later
+STATES = ["RETRY"] * FAILURES + ["SUCCESS"]
+MAIL_RETRIES = {"MAIL_RETRY_BACKOFF": "0.5", "MAIL_MAX_RETRIES": "6"}
+MIN_MAIL_TRIES = 2  # refused while the sink is down, then through
+RESULT_S, MAIL_RESULT_S, HOP_S = 30, 60, 15  # how long to wait for a result, a mail, a hop
+TRACEBACK_LINES = 1  # of a stored traceback, shown
 
 
-def story(s: Scenario) -> None:
-    from envoi_mails import envoi_mail, fail, flaky
+def a_task_raises(s: Scenario) -> None:
+    from envoi_mails import fail
     from envoi_mails.tasks import TeachingError
 
-    tl, r = s.timeline, redis.Redis.from_url(s.stack.broker_url)
     with s.step(
         "1. A task raises: FAILURE, stored by the pool child",
         "`fail.delay('échec voulu')` raises `TeachingError`. The child that ran it stores the "
         "exception as JSON (type, module, arguments) with its traceback, and logs at ERROR.",
     ):
-        worker = s.start_worker(extra=["-c", "2"])
+        worker = s.start_worker(WORKER, WORKER_FLAGS)
         result = fail.delay(MESSAGE)
-        raised = result.get(timeout=30, propagate=False)
-        # Each process ships its hops every 0.1 s: the MainProcess's may land after the
-        # child's postrun, which settle() waits for.
-        for name in ("task.accepted", "task.acked"):
-            tl.wait_for(fx.hop(name, result.id), timeout=10, what=f"the MainProcess's {name}")
-        events = fx.settle(tl, r, result.id, "FAILURE")
-        (setex, meta), line = fx.stored(events, result.id)[0], fx.messages(events, "raised")
+        raised = result.get(timeout=RESULT_S, propagate=False)
+        main_hops = ("task.accepted", "task.acked")  # the MainProcess's, which may land late
+        events = fx.settled(s.timeline, result.id, state="FAILURE", hops=main_hops)
+        write = q.result_writes(events, result.id)[0]
+        meta, line = write.meta or {}, q.select(events, event=names.LOG, containing="raised")
         s.show(ev.commands_table(events), Pretty(fx.meta_view(meta)), ev.logs_table(line))
-        ok = setex["pid"] in worker.children() and meta["status"] == "FAILURE"
-        s.expect("a pool child, not the MainProcess, wrote FAILURE (SETEX)", ok, setex["role"])
-        s.expect("the JSON names the exception: type, module, arguments", meta["result"] == EXC)
-        ok = "raise TeachingError" in str(meta["traceback"])
+        ok = write.pid in worker.children() and write.status == "FAILURE"
+        s.expect(
+            "a pool child, not the MainProcess, wrote FAILURE (SETEX)", ok, write.event["role"]
+        )
+        s.expect("the JSON names the exception: type, module, arguments", meta.get("result") == EXC)
+        ok = "raise TeachingError" in str(meta.get("traceback"))
         s.expect("the traceback is stored too, down to the task's raise", ok)
         who = [(e["level"], e["pid"], e["process_name"][:14]) for e in line]
-        ok = who == [("error", setex["pid"], "ForkPoolWorker")]
+        ok = who == [("error", write.pid, "ForkPoolWorker")]
         ok = ok and line[0]["message"].endswith(f"raised unexpected: {raised!r}")
         s.expect("`Task … raised unexpected: TeachingError(…)`: ERROR, from that child", ok)
         ok = isinstance(raised, TeachingError)
         s.expect("the client re-raises a TeachingError, rebuilt from exc_module/exc_type", ok)
         # Early ack: the MainProcess acks on the child's ACK, while the child already runs
         # the task; for a task this short, its SETEX may come first (a race, not an order).
-        ack, where = q.first(events, command="HDEL"), fx.whereabouts(r, "celery", result.id)
+        ack = q.first(events, command="HDEL")
+        where = fx.whereabouts(s.redis, names.DEFAULT_QUEUE, result.id)
         started = q.first(events, event="task.accepted")
         acked = q.first(events, event="task.acked")
         ok = (
@@ -66,113 +78,156 @@ def story(s: Scenario) -> None:
             and acked is not None
             and started["ts"] <= acked["ts"]
             and not acked["late"]
-            and not where.queued
-            and not where.reserved
+            and where.gone
         )
         what = "not redelivered: acked by the MainProcess on the child's ACK, gone"
         s.expect(what, ok, str(where))
         s.show(s.flower(f"task/{result.id}"))
 
+
+def the_retry_waits_in_the_worker(s: Scenario) -> None:
+    from envoi_mails import flaky
+
+    tl, worker = s.timeline, s.worker(WORKER)
     with s.step(
         "2. flaky(2, countdown=1): the retry waits inside the worker",
         "`self.retry(countdown=1)` publishes a new message with an `eta` one second ahead. The "
         "countdown is not spent in the queue: the MainProcess takes the message at once and "
         "holds it, reserved in `unacked`, until the eta. Looked at while it waits:",
     ):
-        t0, result = time.time(), flaky.delay(2, countdown=1)
-        push = tl.wait_for(
-            fx.command("LPUSH", result.id, role="pool-child"), timeout=15, what="a retry"
+        t0, result = time.time(), flaky.delay(FAILURES, countdown=COUNTDOWN_S)
+        retry = tl.wait_for(
+            command="LPUSH", task_id=result.id, role=names.POOL_CHILD, timeout=HOP_S, what="a retry"
         )
         tl.wait_for(
-            fx.command("HSET", result.id, push["ts"], "unacked"), timeout=10, what="its reservation"
+            command="HSET",
+            task_id=result.id,
+            key=names.UNACKED,
+            since=retry["ts"],
+            timeout=HOP_S,
+            what="its reservation",
         )
-        waiting = fx.whereabouts(r, "celery", result.id)
-        value, events = result.get(timeout=30), fx.settle(tl, r, result.id, "SUCCESS")
-        waits = fx.retry_waits(events, result.id)
+        waiting = fx.whereabouts(s.redis, names.DEFAULT_QUEUE, result.id)
+        result.get(timeout=RESULT_S)
+        waits = fx.retry_waits(fx.settled(tl, result.id, state="SUCCESS"), result.id)
         s.show(f"while it waited: {waiting}", fx.waits_table(waits, t0, "each retry's wait"))
         held = [e.message.summary["retries"] for e in waiting.reserved]
         ok = not waiting.queued and held == [1]
         s.expect("while it waits: not in the list, reserved in `unacked` with retries=1", ok)
-        ok = len(waits) == 2 and all(w.reserved_before_eta(worker.pid) for w in waits)
+        ok = len(waits) == FAILURES and all(w.reserved_before_eta(worker.pid) for w in waits)
         s.expect("each retry was reserved by the MainProcess before its eta", ok)
         ok = all(w.started_after_eta() for w in waits)
         s.expect("… and acked (HDEL) when a child started it, not before its eta", ok)
 
+
+def each_retry_is_a_new_lpush(s: Scenario) -> None:
     with s.step(
         "3. Each retry is a new LPUSH, by the pool child",
         "Not the client: `Task.retry` calls `signature_from_request(…).apply_async()` inside "
         "the task, in the child, before it raises `Retry`. Same task id, `retries` + 1, an eta.",
     ):
-        sent, kid = fx.pushes(events, result.id), waits[0].push.event["pid"]
-        s.show(fx.pushes_table(sent, t0, "the messages that carried the task"))
-        senders = [(p.event["role"], p.event["pid"]) for p in sent]
-        ok = senders[1:] == [("pool-child", kid)] * 2 and senders[0][0] == "client"
+        (flaky_id,) = s.published(FLAKY)
+        worker, sent = s.worker(WORKER), msg.pushes(s.timeline.for_task(flaky_id), [flaky_id])
+        kid = next((p.pid for p in sent if p.retries), None)  # the first retry's sender
+        s.show(fx.pushes_table(sent, sent[0].ts, "the messages that carried the task"))
+        senders = [(p.event["role"], p.pid) for p in sent]
+        ok = senders[1:] == [(names.POOL_CHILD, kid)] * FAILURES and senders[0][0] == names.CLIENT
         s.expect("three LPUSHes: the client's, then two from the child that ran the try", ok)
         s.expect("that child is one of the worker's", kid in worker.children(), f"pid {kid}")
-        etas = [p.eta is not None and p.eta > float(p.event["ts"]) for p in sent]
-        ok = [p.retries for p in sent] == [0, 1, 2] and etas == [False, True, True]
+        etas = [p.eta is not None and p.eta > p.ts for p in sent]
+        ok = [p.retries for p in sent] == list(range(FAILURES + 1))
+        ok = ok and etas == [False] + [True] * FAILURES
         s.expect("headers: retries 0, 1, 2; no eta, then an eta in the future", ok)
-        ok = all(p.envelope.headers["parent_id"] == result.id for p in sent[1:])
+        ok = all(p.envelope.headers["parent_id"] == flaky_id for p in sent[1:])
         s.expect("each retry names the task itself as its parent (parent_id)", ok)
 
+
+def the_states(s: Scenario) -> None:
     with s.step(
         "4. The states: RETRY, RETRY, SUCCESS, all stored by the child",
         "Each failed try stores RETRY with that try's exception, after the new message is "
         "published. `result.get()` skips RETRY and keeps waiting for a final state.",
     ):
-        states, logs = fx.stored(events, result.id), q.select(events, event="log")
+        (flaky_id,) = s.published(FLAKY)
+        events = s.timeline.for_task(flaky_id)
+        states, logs = q.result_writes(events, flaky_id), q.select(events, event=names.LOG)
+        kid = next((p.pid for p in msg.pushes(events, [flaky_id]) if p.retries), None)
         s.show(ev.commands_table(q.select(events, command="SETEX")), ev.logs_table(logs))
-        ok = [x.status for x in states] == ["RETRY", "RETRY", "SUCCESS"]
-        s.expect(
-            "RETRY, RETRY, SUCCESS, each SETEX from that child", ok and fx.pids(states) == {kid}
-        )
-        ok = all(x.meta["children"][0][0][0] == result.id for x in states[:2])
-        ok = ok and states[2].meta.get("parent_id") == result.id
+        ok = [x.status for x in states] == STATES and {x.pid for x in states} == {kid}
+        s.expect("RETRY, RETRY, SUCCESS, each SETEX from that child", ok)
+        metas = [x.meta or {} for x in states]
+        ok = all(meta["children"][0][0][0] == flaky_id for meta in metas[:FAILURES])
+        ok = ok and metas[FAILURES].get("parent_id") == flaky_id
         s.expect("RETRY lists the task itself in `children`; SUCCESS says it is its own parent", ok)
-        ok = all(w.push.event["ts"] < x.event["ts"] for w, x in zip(waits, states, strict=False))
+        waits = fx.retry_waits(events, flaky_id)
+        ok = all(w.push.ts < x.ts for w, x in zip(waits, states, strict=False))
         s.expect("each retry's LPUSH came before its RETRY was stored", ok)
-        ok = [(e["level"], e["pid"]) for e in fx.messages(logs, ": Retry in 1s:")] == [
-            ("info", kid)
-        ] * 2
+        said = q.select(logs, containing=f": Retry in {COUNTDOWN_S}s:")
+        ok = [(e["level"], e["pid"]) for e in said] == [("info", kid)] * FAILURES
         s.expect("`retry: Retry in 1s: …` is INFO, from that child, twice", ok)
-        s.expect("the value: SUCCESS at the third try", value["tries"] == 3, str(value))
-        s.show(s.flower(f"task/{result.id}"))
+        value = q.returned(events, flaky_id) or {}  # what result.get() returned in step 2
+        ok = states[-1].status == "SUCCESS" and value.get("tries") == FAILURES + 1
+        s.expect("the value: SUCCESS at the third try", ok, str(value))
+        s.show(s.flower(f"task/{flaky_id}"))
 
+
+def the_smtp_server_is_down(s: Scenario, sink: SmtpSink) -> AsyncResult:
+    from envoi_mails import envoi_mail
+
+    with s.step(
+        "5. The mail task while the SMTP server is down",
+        "A worker on queue `smtp-down` whose SMTP server does not listen, with "
+        "MAIL_RETRY_BACKOFF=0.5 and MAIL_MAX_RETRIES=6: the first try is refused, retried.",
+    ):
+        env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(sink.port), **MAIL_RETRIES}
+        down = s.start_worker(DOWN_WORKER, DOWN_FLAGS, env)
+        mail = envoi_mail.apply_async(args=[ADDRESS], queue=DOWN)
+        retry = s.timeline.wait_for(
+            lambda e: [w.status for w in q.result_writes([e], mail.id)] == ["RETRY"],
+            timeout=RESULT_S,
+            what="the RETRY state",
+        )
+        first = q.result_writes([retry], mail.id)[0]
+        s.show(Pretty(fx.meta_view(first.meta, lines=TRACEBACK_LINES)))
+        ok = retry.get("ppid") == down.pid and first.exc_type == "SmtpUnavailable"
+        s.expect("RETRY stored by the child, with the SMTP error it met", ok)
+        mine = [m for m in [*sink.mails(), *s.stack.mails()] if mail.id in m.message_id]
+        s.expect("no mail arrived anywhere yet", not mine)
+    return mail
+
+
+def the_smtp_server_comes_back(s: Scenario, sink: SmtpSink, mail: AsyncResult) -> None:
+    with s.step(
+        "6. The SMTP server comes back: exactly one mail",
+        "The sink starts on that port; the next try (0.5 s, 1 s, 2 s… after the last) gets "
+        "through. Retries keep the task id, so every try builds the same Message-ID.",
+    ):
+        mail_id = mail.id
+        sink.start()
+        value = mail.get(timeout=MAIL_RESULT_S)
+        sent = msg.pushes(fx.settled(s.timeline, mail_id, state="SUCCESS"), [mail_id])
+        got = [m for m in sink.mails() if m.message_id == f"<{mail_id}@envoi-mails>"]
+        s.show(Pretty(value), fx.pushes_table(sent, sent[0].ts, "its messages"))
+        ok = len(got) == 1 == len(sink.mails())
+        s.expect("exactly one mail, Message-ID <task_id@envoi-mails>", ok)
+        ok = value["tries"] >= MIN_MAIL_TRIES
+        s.expect("it took at least two tries", ok, f"tries: {value['tries']}")
+        queues = {args_of(p.event)[1] for p in sent}
+        ok = queues == {DOWN} and len(sent) == value["tries"]
+        s.expect("one message per try, every retry on the queue `smtp-down`", ok, str(queues))
+        s.show(s.flower(f"task/{mail_id}"))
+
+
+def story(s: Scenario) -> None:
+    a_task_raises(s)
+    the_retry_waits_in_the_worker(s)
+    each_retry_is_a_new_lpush(s)
+    the_states(s)
+    # Only handles go from step to step: the sink, and the mail's AsyncResult (a dropped
+    # one unsubscribes from its result channel, AsyncResult.__del__, and the trace shows it).
     with fx.smtp_sink_down(s.stack.run_dir / "mails-smtp-down") as sink:
-        with s.step(
-            "5. The mail task while the SMTP server is down",
-            "A worker on queue `smtp-down` whose SMTP server does not listen, with "
-            "MAIL_RETRY_BACKOFF=0.5 and MAIL_MAX_RETRIES=6: the first try is refused, retried.",
-        ):
-            env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(sink.port)}
-            env |= {"MAIL_RETRY_BACKOFF": "0.5", "MAIL_MAX_RETRIES": "6"}
-            down = s.start_worker("smtpdown", ["-c", "1", "-Q", DOWN], env)
-            mail = envoi_mail.apply_async(args=[ADDRESS], queue=DOWN)
-            retry = tl.wait_for(fx.stores(mail.id, "RETRY"), timeout=30, what="the RETRY state")
-            first = fx.stored([retry], mail.id)[0].meta
-            s.show(Pretty(fx.meta_view(first, 1)))
-            ok = retry["ppid"] == down.pid and first["result"]["exc_type"] == "SmtpUnavailable"
-            s.expect("RETRY stored by the child, with the SMTP error it met", ok)
-            mine = [m for m in [*sink.mails(), *s.stack.mails()] if mail.id in m.message_id]
-            s.expect("no mail arrived anywhere yet", not mine)
-
-        with s.step(
-            "6. The SMTP server comes back: exactly one mail",
-            "The sink starts on that port; the next try (0.5 s, 1 s, 2 s… after the last) gets "
-            "through. Retries keep the task id, so every try builds the same Message-ID.",
-        ):
-            sink.start()
-            value = mail.get(timeout=60)
-            sent = fx.pushes(fx.settle(tl, r, mail.id, "SUCCESS"), mail.id)
-            got = [m for m in sink.mails() if m.message_id == f"<{mail.id}@envoi-mails>"]
-            s.show(Pretty(value), fx.pushes_table(sent, float(sent[0].event["ts"]), "its messages"))
-            ok = len(got) == 1 == len(sink.mails())
-            s.expect("exactly one mail, Message-ID <task_id@envoi-mails>", ok)
-            s.expect("it took at least two tries", value["tries"] >= 2, f"tries: {value['tries']}")
-            queues = {args_of(p.event)[1] for p in sent}
-            ok = queues == {DOWN} and len(sent) == value["tries"]
-            s.expect("one message per try, every retry on the queue `smtp-down`", ok, str(queues))
-            s.show(s.flower(f"task/{mail.id}"))
+        mail = the_smtp_server_is_down(s, sink)
+        the_smtp_server_comes_back(s, sink, mail)
 
 
 if __name__ == "__main__":

@@ -7,41 +7,63 @@ the opposite, a broadcast every worker answers. Then one worker is stopped while
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import threading
 
-import redis
+from celery.result import AsyncResult
 
+from demo import names
 from demo.inspectors import pool_processes
 from demo.render import tables as ev
 from demo.scenes import pools
-from demo.scenes import processes as proc
 from demo.scenes import results as res
 from demo.scenes.frame import Scenario, run
-from demo.trace.event import pid_of
+from demo.stack.procs import log_lines
+from demo.stack.worker import Worker
+from demo.trace import query as q
+from demo.trace.event import TraceEvent, args_of, at, pid_of
 
-ADDS, LATE_ADDS, SLOW = 20, 6, 5.0
+ADDS, LATE_ADDS, SLOW_S = 20, 6, 5.0
+LATE_OFFSET = 100  # the late adds are add(n, 100)
+NODES, FLAGS, QUEUE = ("a", "b"), ["-c", "2"], names.DEFAULT_QUEUE
+ADD, SLOW = "envoi_mails.add", "envoi_mails.slow"
+RESULT_S, HOP_S = 30, 15  # how long to wait for a result, a hop (and a worker to stop)
 
 
-def story(s: Scenario) -> None:
-    from envoi_mails import add, slow
+def workers(s: Scenario) -> dict[str, Worker]:
+    """Node name -> its worker, as step 1 started them."""
+    return {w.nodename: w for w in map(s.worker, NODES)}
 
-    tl, me, r = s.timeline, os.getpid(), redis.Redis.from_url(s.stack.broker_url)
+
+def running_slow(s: Scenario) -> tuple[TraceEvent, Worker, Worker]:
+    """slow's task.prerun, the worker whose child runs it, and the other one."""
+    (slow_id,) = s.published(SLOW)
+    return pools.busy_and_idle(s.timeline, slow_id, workers(s).values(), timeout=HOP_S)
+
+
+def two_workers(s: Scenario) -> None:
     with s.step(
         "1. Two workers on the same queue",
         "`celery -A envoi_mails worker -n a@%h -c 2` and the same with `-n b@%h`: two nodes, "
         "each a MainProcess with two children, both blocking on the list `celery`.",
     ):
-        w = {n: s.start_worker(n, ["-c", "2"]) for n in ("a", "b")}
-        mains = {wk.nodename: wk.pid for wk in w.values()}
-        asks = [pools.wait_brpop(tl, wk.pid, "celery") for wk in w.values()]
+        started = [s.start_worker(n, FLAGS) for n in NODES]
+        asks = [
+            s.timeline.wait_for(command="BRPOP", key=QUEUE, pid=w.pid, timeout=HOP_S, what="BRPOP")
+            for w in started
+        ]
         s.show(ev.commands_table(asks, "each MainProcess asks Redis for the next message"))
         s.expect(
-            "both MainProcesses BRPOP the same lists",
-            asks[0]["command"][1:] == asks[1]["command"][1:],
+            "both MainProcesses BRPOP the same lists", args_of(asks[0])[1:] == args_of(asks[1])[1:]
         )
 
+
+def competing_consumers(s: Scenario) -> None:
+    from envoi_mails import add
+
+    mains = {node: w.pid for node, w in workers(s).items()}
     with s.step(
         f"2. {ADDS} adds: competing consumers",
         f"{ADDS} × `add.delay(n, n)`. Celery has no dispatcher: Redis gives each message to the "
@@ -49,14 +71,18 @@ def story(s: Scenario) -> None:
         "one, while its prefetch window (2 × 4) has room.",
     ):
         sent = [add.delay(n, n) for n in range(ADDS)]
-        values = [x.get(timeout=30) for x in sent]
+        values = [x.get(timeout=RESULT_S) for x in sent]
         ids = [x.id for x in sent]
-        ran = proc.wait_ran(tl, ids)
-        for t in ids:  # the MainProcesses' hops may land after their children's
-            tl.wait_for(res.is_hop("task.received", t), timeout=10, what="the task.received hop")
-        events = tl.events()
-        got, ppid = pools.received_by(events, ids), pools.parents(events)
-        s.show(pools.share_table(mains, got, ran, ppid, f"who took the {ADDS} messages"))
+        # The MainProcesses' task.received hops may land after their children's.
+        runs = {
+            life.task_id: life["task.prerun"]
+            for life in s.timeline.wait_lives(ids, timeout=RESULT_S)
+        }
+        events = s.timeline.events()
+        got = {
+            t: [e["pid"] for e in q.select(events, event="task.received", task_id=t)] for t in ids
+        }
+        s.show(pools.share_table(events, mains, ids, f"who took the {ADDS} messages"))
         per = {p: sum(p in pids for pids in got.values()) for p in mains.values()}
         s.expect(
             "each message was received exactly once overall, by one of the two",
@@ -65,11 +91,14 @@ def story(s: Scenario) -> None:
         s.expect("both workers got some", min(per.values()) > 0, f"{per}")
         s.expect(
             "each ran in a child of the worker that received it, and returned n + n",
-            all(ppid.get(ran[t]) == got[t][0] for t in ids)
+            all(run is not None and run.get("ppid") == got[t][0] for t, run in runs.items())
             and values == [2 * n for n in range(ADDS)],
         )
         s.show(s.flower("tasks"))
 
+
+def a_broadcast(s: Scenario) -> None:
+    mains, me = {node: w.pid for node, w in workers(s).items()}, os.getpid()
     with s.step(
         "3. A broadcast: `inspect().ping()`",
         "A control command is PUBLISHed on the pub/sub channel `/0.celery.pidbox`, which every "
@@ -77,21 +106,19 @@ def story(s: Scenario) -> None:
         "`<oid>.reply.celery.pidbox`, that the caller BRPOPs. `limit=2`: without it, a broadcast "
         "waits its whole timeout, since it cannot know how many workers will answer.",
     ):
-        pongs, cast = pools.inspect(tl, r, s.stack.env, "ping", len(w))
-        seen = sorted([cast.publish, *cast.replies, *cast.reads], key=pools.ts)
+        pongs, cast = pools.inspect(s.timeline, s.stack.env, "ping", workers=len(mains))
+        seen = sorted([cast.event, *cast.replies, *cast.reads], key=lambda e: e["ts"])
         body = {k: cast.body.get(k) for k in ("method", "destination", "reply_to")}
         s.show(ev.commands_table(seen, "the broadcast"), f"the command it carried: {body}")
-        listening = {
-            e["pid"] for e in tl.events() if proc.is_command(e, "PSUBSCRIBE", pools.PIDBOX)
-        }
+        subscribed = s.timeline.select(command="PSUBSCRIBE", key=names.pidbox_channel())
         s.expect(
             "both MainProcesses PSUBSCRIBEd /0.celery.pidbox when they started",
-            set(mains.values()) <= listening,
+            set(mains.values()) <= {e["pid"] for e in subscribed},
         )
         s.expect("both nodes answered pong", pongs == {n: {"ok": "pong"} for n in mains})
         s.expect(
             "this process PUBLISHed the command, to everyone (no destination)",
-            cast.publish["pid"] == me and cast.body.get("destination") is None,
+            cast.pid == me and cast.body.get("destination") is None,
         )
         s.expect(
             "each MainProcess LPUSHed one reply onto <oid>.reply.celery.pidbox",
@@ -102,53 +129,70 @@ def story(s: Scenario) -> None:
             bool(cast.reads) and {e["pid"] for e in cast.reads} == {me},
         )
 
+
+def active_while_slow(s: Scenario) -> AsyncResult:
+    from envoi_mails import slow
+
+    mains = {node: w.pid for node, w in workers(s).items()}
     with s.step(
-        f"4. `inspect().active()` while slow({SLOW:g}) runs",
+        f"4. `inspect().active()` while slow({SLOW_S:g}) runs",
         "The MainProcess answers control commands itself, even while its child is busy: "
         "`active` lists the task and the pid of the child running it.",
     ):
-        job = slow.delay(SLOW)
-        pre = tl.wait_for(res.is_hop("task.prerun", job.id), timeout=15, what="slow starting")
-        busy = next(n for n, wk in w.items() if wk.pid == pre["ppid"])
-        other = "b" if busy == "a" else "a"
-        active, cast = pools.inspect(tl, r, s.stack.env, "active", len(w))
+        job = slow.delay(SLOW_S)
+        pre, busy, idle = running_slow(s)
+        active, cast = pools.inspect(s.timeline, s.stack.env, "active", workers=len(mains))
         listed = {n: [(t["id"], t["worker_pid"]) for t in tasks] for n, tasks in active.items()}
-        s.show(ev.commands_table([cast.publish, *cast.replies], "active"), f"active: {listed}")
+        s.show(ev.commands_table([cast.event, *cast.replies], "active"), f"active: {listed}")
         s.expect(
             "the busy worker lists the task and the pid of the child running it",
-            listed.get(w[busy].nodename) == [(job.id, pre["pid"])],
-            f"{w[busy].nodename}: child {pre['pid']}",
+            listed.get(busy.nodename) == [(job.id, pre["pid"])],
+            f"{busy.nodename}: child {pre['pid']}",
         )
-        s.expect("the idle worker lists nothing", listed.get(w[other].nodename) == [])
+        s.expect("the idle worker lists nothing", listed.get(idle.nodename) == [])
         s.expect(
             "both MainProcesses answered, the busy one included",
             sorted(e["pid"] or 0 for e in cast.replies) == sorted(mains.values()),
         )
+    return job
 
+
+def warm_stop(s: Scenario, job: AsyncResult) -> None:
+    from envoi_mails import add
+
+    tl, (pre, busy, _) = s.timeline, running_slow(s)
     with s.step(
         "5. Stop the busy worker warm (SIGTERM) while slow runs",
-        f"`worker.stop()` sends SIGTERM to {busy}@'s MainProcess: a warm shutdown. It stops "
+        f"`worker.stop()` sends SIGTERM to {busy.name}@'s MainProcess: a warm shutdown. It stops "
         "consuming (cancels its task consumer), sends `worker-offline`, lets its busy child "
         "finish, then exits. Monitors such as Flower call it offline from that moment on.",
     ):
-        stopping, kids = w[busy], pool_processes(w[busy].pid).child_pids
-        stopper = threading.Thread(target=stopping.stop, daemon=True)
+        kids = pool_processes(busy.pid).child_pids
+        stopper = threading.Thread(target=busy.stop, daemon=True)
         stopper.start()
         offline = tl.wait_for(
-            pools.offline_of(stopping.pid), timeout=15, what=f"{busy}@ going offline"
+            command="PUBLISH",
+            key_suffix=names.OFFLINE_SUFFIX,
+            pid=busy.pid,
+            timeout=HOP_S,
+            what=f"{busy.name}@ going offline",
         )
-        last = res.wait_quiet(tl, r, stopping.pid, "celery")  # its last BRPOP has expired
-        late = [add.delay(n, 100) for n in range(LATE_ADDS)]  # for step 6
-        outcome, late_values = job.get(timeout=30), [x.get(timeout=30) for x in late]
-        stopper.join(30)
+        last = res.wait_stops_asking(tl, busy.pid, queue=QUEUE, timeout=HOP_S)  # BRPOP expired
+        late = [add.delay(n, LATE_OFFSET) for n in range(LATE_ADDS)]  # for step 6
+        outcome = job.get(timeout=RESULT_S)
+        for x in late:
+            x.get(timeout=RESULT_S)
+        stopper.join(timeout=RESULT_S)
         tl.settle()
         events = tl.events()
-        stop, wrote = pools.WarmStop.read(events, offline, job.id), pools.setex(events, job.id)
-        said = pools.log_lines(stopping.log, "Warm shutdown")
+        stop = pools.WarmStop.read(events, offline, job.id)
+        wrote = q.first(events, command="SETEX", key=names.result_key(job.id))
+        said = log_lines(busy.log, "Warm shutdown")
+        ended = stop.postrun["ts"] if stop.postrun else None
         s.show(stop.table(), f"its log file: {said}")
         s.expect(
             "it went offline (PUBLISH worker-offline) while its child still ran slow",
-            offline["ts"] < pools.ts(stop.postrun),
+            ended is not None and offline["ts"] < ended,
         )
         s.expect(
             "… and it sent no BRPOP after that: it took no more messages", last < offline["ts"]
@@ -159,39 +203,63 @@ def story(s: Scenario) -> None:
         )
         s.expect(
             "task.postrun came before the worker's shutdown hop; it exited with code 0",
-            0 < pools.ts(stop.postrun) < pools.ts(stop.shutdown)
-            and stopping.proc is not None
-            and stopping.proc.returncode == 0,
+            ended is not None
+            and stop.shutdown is not None
+            and ended < stop.shutdown["ts"]
+            and busy.proc is not None
+            and busy.proc.returncode == 0,
         )
-        idle = [k for k in kids if k != pre["pid"]]
+        idle_kids = [k for k in kids if k != pre["pid"]]
         s.expect(
             "its idle child left at once, the busy one only after slow ended",
-            all(stop.exits.get(k, 1e18) < pools.ts(stop.postrun) for k in idle)
-            and stop.exits.get(pre["pid"] or 0, 0) > pools.ts(stop.postrun),
+            ended is not None
+            and all(stop.exits.get(k, float("inf")) < ended for k in idle_kids)
+            and stop.exits.get(pre["pid"] or 0, float("-inf")) > ended,
         )
         s.expect("it printed `worker: Warm shutdown (MainProcess)`", bool(said))
 
+
+def the_other_keeps_consuming(s: Scenario) -> None:
+    tl, (pre, busy, idle) = s.timeline, running_slow(s)
     with s.step(
         "6. The other worker keeps consuming",
-        f"{LATE_ADDS} adds were published once {busy}@ had stopped asking: only {other}@ BRPOPs "
-        "`celery` now, so it takes them all, while the other still finishes its task.",
+        f"{LATE_ADDS} adds were published once {busy.name}@ had stopped asking: only {idle.name}@ "
+        "BRPOPs `celery` now, so it takes them all, while the other still finishes its task.",
     ):
-        ids = [x.id for x in late]
-        rows = pools.wait_runs(tl, {t: f"add #{n}" for n, t in enumerate(ids, 1)}, 30)
+        late = s.published(ADD, count=ADDS + LATE_ADDS)[ADDS:]
+        lives = tl.wait_lives(late, timeout=RESULT_S)
         events = tl.events()
-        got, ppid = pools.received_by(events, ids), pools.parents(events)
-        s.show(pools.runs_table(rows.values(), offline["ts"], "seconds after worker-offline"))
+        offline = q.first(events, command="PUBLISH", key_suffix=names.OFFLINE_SUFFIX, pid=busy.pid)
+        ended = q.first(events, event="task.postrun", task_id=pre.get("task_id"))
+        rows = {f"add #{n}": life for n, life in enumerate(lives, 1)}
+        s.show(pools.lives_table(rows, at(offline), "seconds after worker-offline"))
+        got = [[e["pid"] for e in q.select(events, event="task.received", task_id=t)] for t in late]
+        runs = [life["task.prerun"] for life in lives]
         s.expect(
             "each was received once, by the other worker's MainProcess, and ran in its children",
-            all(pids == [w[other].pid] for pids in got.values())
-            and all(ppid.get(row.ran_in) == w[other].pid for row in rows.values()),
+            all(pids == [idle.pid] for pids in got)
+            and all(run is not None and run.get("ppid") == idle.pid for run in runs),
         )
-        s.expect("they returned n + 100", late_values == [n + 100 for n in range(LATE_ADDS)])
+        returned = [q.returned(events, t) for t in late]
+        s.expect("they returned n + 100", returned == [n + LATE_OFFSET for n in range(LATE_ADDS)])
         s.expect(
             "they ran while the stopped worker was still finishing slow",
-            max(row.ended for row in rows.values()) < pools.ts(stop.postrun),
+            ended is not None and max(at(life["task.postrun"]) for life in lives) < ended["ts"],
         )
-        s.show(s.flower(f"worker/{w[other].nodename}"))
+        s.show(s.flower(f"worker/{idle.nodename}"))
+
+
+def story(s: Scenario) -> None:
+    # Build the app first, as any client does: until then the spy calls this process "spy".
+    importlib.import_module("envoi_mails.instance")
+    two_workers(s)
+    competing_consumers(s)
+    a_broadcast(s)
+    # Only slow's result handle goes on: a dropped AsyncResult unsubscribes from its result
+    # channel (AsyncResult.__del__), and the trace would show it.
+    slow = active_while_slow(s)
+    warm_stop(s, slow)
+    the_other_keeps_consuming(s)
 
 
 if __name__ == "__main__":

@@ -11,70 +11,251 @@ import os
 import sys
 import time
 
-import redis
-
 from demo import inspectors as ins
+from demo import names
 from demo.render import tables as ev
 from demo.render.inspect import clock, render_unacked
-from demo.scenes import canvas as cv
-from demo.scenes import processes as proc
-from demo.scenes import results as res
 from demo.scenes import timing as tm
 from demo.scenes.frame import Scenario, run
+from demo.trace import messages as msg
+from demo.trace import query as q
 from demo.trace.event import args_of, at, pid_of
 
 COUNTDOWN, LIMIT = 4, 1  # seconds
+CONCURRENCY = 1  # one child: a task can be made to wait its turn
+BUSY_S = 4  # slow(4) keeps the only child busy
+LONG_S = 5  # slow(5) runs longer than LIMIT
 REVOKED = "REVOKED TaskRevokedError"
+TRACE_S = 15.0  # how long to wait for a hop, a command or a log line
+RESULT_S = 30.0  # how long the client waits for a result
+INSPECT_S = 2.0  # how long `inspect scheduled` waits for the worker's reply
+PING_S = 0.5  # the ping whose wait makes this client sweep
+ETA_SLACK_S = 1.0  # the eta header is the publish time + COUNTDOWN, to the second
+SCHEDULED_SLACK_S = 0.01  # `inspect scheduled` reports the eta header's own time
+TIMER_SLACK_S = 0.05  # the worker's timer may fire a hair before the ETA
+VISIBILITY_SLACK_S = 5.0  # a sweep's ceiling is its own time − 3600 s, give or take
+RECEIPT_SLACK_S = 1.0  # the reservation's score is the receipt time, to the second
+
+
+def countdown(s: Scenario) -> None:
+    from envoi_mails import add
+
+    tl, r = s.timeline, s.redis
+    worker = s.start_worker(extra=["-c", str(CONCURRENCY)])
+    t0, task = time.time(), add.apply_async((1, 2), countdown=COUNTDOWN)
+    push = msg.pushed(
+        tl.wait_for(msg.is_task_push, task_id=task.id, timeout=TRACE_S, what="the LPUSH of add")
+    )
+    got = tl.wait_for(event="task.received", task_id=task.id, timeout=TRACE_S, what="task.received")
+    held, listed = ins.unacked(r), r.llen(names.DEFAULT_QUEUE)
+    sched, looked = tm.scheduled(s.stack.env, worker.nodename, timeout=INSPECT_S), time.time()
+    s.show(render_unacked(held), tm.scheduled_line(sched))
+    value, eta = tm.outcome(task, timeout=RESULT_S), push.eta or float("nan")
+    tl.wait_lives([task.id], timeout=RESULT_S, hops=["task.prerun"])
+    acked = tl.wait_for(command="HDEL", task_id=task.id, timeout=TRACE_S, what="the ack (HDEL)")
+    started = q.life(tl.events(), task.id)["task.prerun"]
+    s.show(ev.task_lives_table(q.lives(tl.events(), [task.id]), t0, {task.id: "add(1, 2)"}))
+    s.expect(
+        f"the `eta` header says: publish time + {COUNTDOWN} s",
+        abs(eta - push.ts - COUNTDOWN) < ETA_SLACK_S,
+        str(push.header("eta")),
+    )
+    s.expect(
+        "the MainProcess received it before its ETA",
+        got["pid"] == worker.pid and got["ts"] < eta,
+        f"{got['ts'] - push.ts:.3f} s after the push",
+    )
+    mine = [e for e in held.entries if e.message.task_id == task.id]
+    s.expect(
+        "while it waits: reserved in `unacked`, not in the list, not started",
+        bool(mine) and listed == 0 and looked < min(eta, at(started)),
+    )
+    s.expect(
+        "`inspect scheduled` lists it with that ETA",
+        abs(sched.get(task.id, 0) - eta) < SCHEDULED_SLACK_S,
+    )
+    s.expect(
+        "a child started it at its ETA; the MainProcess acked it (HDEL) only then",
+        min(at(started), at(acked)) >= eta - TIMER_SLACK_S
+        and pid_of(acked) == worker.pid
+        and value == "3",
+    )
+
+
+def visibility_timeout(s: Scenario) -> None:
+    from envoi_mails import app
+
+    tl, me, worker = s.timeline, os.getpid(), s.worker()
+    # A kombu consumer sweeps when a wait comes back empty (the first time, then one
+    # in ten), and skips it while another holds kombu's restore mutex (the worker's, as
+    # it starts). A ping to all (no destination) waits out its timeout after the reply:
+    # on a connection of its own, now, it shows this client sweeping every time. The
+    # spy names a sender from its live socket: settle while the connection is open.
+    with app.connection_for_write() as conn:
+        app.control.ping(timeout=PING_S, connection=conn)
+        tl.settle()
+    events = tl.events()
+    scans = tm.restore_scans(events)
+    s.show(tm.scans_table(scans, "the sweeps of unacked_index seen so far"))
+    s.expect(
+        "every sweep asks for what was reserved over 3600 s before it",
+        bool(scans)
+        and all(abs(x.lag - ins.VISIBILITY_TIMEOUT_S) < VISIBILITY_SLACK_S for x in scans),
+        f"{[round(x.lag, 1) for x in scans]}",
+    )
+    sweepers = {pid_of(x.event) for x in scans}
+    # The worker's sweep at start and the one of start_worker's ping can meet: the
+    # loser finds the mutex held and skips. So for the worker, the try is the fact.
+    s.expect(
+        "the worker tried to sweep as it started (SET unacked_mutex NX); this client "
+        "swept, waiting for a ping reply",
+        worker.pid in tm.restore_tries(events) and me in sweepers,
+        f"sweeps by {sorted(p for p in sweepers if p is not None)}",
+    )
+    task_id = tm.eta_task(events)  # step 1's countdown task
+    reserved = q.first(events, command="ZADD", key=names.UNACKED_INDEX, task_id=task_id)
+    received = q.life(events, task_id)["task.received"]
+    score = float(args_of(reserved)[2]) if reserved else 0.0
+    s.expect(
+        "the clock starts at receipt: the score is when the MainProcess took it, not the ETA",
+        pid_of(reserved) == worker.pid and abs(score - at(received)) < RECEIPT_SLACK_S,
+        f"if still unacked, visible again at {clock(score + ins.VISIBILITY_TIMEOUT_S)}",
+    )
+
+
+def revoke_waiting(s: Scenario) -> None:
+    from envoi_mails import add, app, slow
+
+    tl, me, worker = s.timeline, os.getpid(), s.worker()
+    long, victim = slow.delay(BUSY_S), add.delay(2, 2)
+    tl.wait_for(event="task.prerun", task_id=long.id, timeout=TRACE_S, what="slow(4) starting")
+    tl.wait_for(
+        event="task.received", task_id=victim.id, timeout=TRACE_S, what="add(2, 2) received"
+    )
+    since = time.time()
+    app.control.revoke(victim.id)
+    sent = tl.wait_for(
+        command="PUBLISH",
+        key=names.pidbox_channel(),
+        since=since,
+        timeout=TRACE_S,
+        what=f"a control command on {names.pidbox_channel()}",
+    )
+    tm.outcome(long, timeout=RESULT_S)
+    discarded = f"Discarding revoked task: {add.name}[{victim.id}]"
+    tl.wait_for(event=names.LOG, containing=discarded, timeout=TRACE_S, what=repr(discarded))
+    acked = tl.wait_for(
+        command="HDEL", task_id=victim.id, timeout=TRACE_S, what="the ack of the revoked task"
+    )
+    # Each process ships its hops every 0.1 s: the child's may land after the ack.
+    tl.wait_for(event="task.postrun", task_id=long.id, timeout=TRACE_S, what="slow(4) ending")
+    tl.settle()
+    events, state = tl.events(), victim.state
+    writes, ended = q.result_writes(events, victim.id), q.life(events, long.id)["task.postrun"]
+    stored = [(w.pid, str(w)) for w in writes]
+    s.show(
+        ev.commands_table([sent, *(w.event for w in writes), acked]),
+        ev.logs_table(q.task_logs(events, victim.id)),
+    )
+    revoke = msg.control_command(sent)
+    s.expect(
+        "the client PUBLISHes `revoke` on /0.celery.pidbox",
+        pid_of(sent) == me
+        and (revoke.method, revoke.arguments.get("task_id")) == ("revoke", victim.id),
+    )
+    s.expect(
+        "the MainProcess stores REVOKED at once, while the task still waits (celery#9869)",
+        stored[:1] == [(worker.pid, REVOKED)] and writes[0].ts < at(ended),
+    )
+    s.expect(
+        "when its turn comes, the MainProcess discards it and acks it: no child ever ran it",
+        q.life(events, victim.id)["task.prerun"] is None
+        and pid_of(acked) == worker.pid
+        and at(ended) < at(acked) < float("inf"),
+    )
+    s.expect(
+        "REVOKED is written twice, both times by the MainProcess; the client reads REVOKED",
+        stored == [(worker.pid, REVOKED)] * 2 and state == "REVOKED",
+    )
+
+
+def soft_limit(s: Scenario) -> None:
+    from envoi_mails import slow
+
+    tl, worker = s.timeline, s.worker()
+    soft = slow.apply_async((LONG_S,), soft_time_limit=LIMIT)
+    raised = tm.outcome(soft, timeout=RESULT_S)
+    text = tm.limit_exceeded("Soft", LIMIT, slow.name, soft.id)
+    warn = tl.wait_for(event=names.LOG, containing=text, timeout=TRACE_S, what=repr(text))
+    tl.wait_for(event="task.postrun", task_id=soft.id, timeout=TRACE_S, what="the task.postrun hop")
+    tl.settle()  # the child's SETEX, as the spy saw it
+    events = tl.events()
+    life, writes = q.life(events, soft.id), q.result_writes(events, soft.id)
+    child = life.child_pid
+    s.show(
+        ev.logs_table(q.task_logs(events, soft.id)), ev.commands_table([w.event for w in writes])
+    )
+    s.expect("the MainProcess logs the WARNING", pid_of(warn) == worker.pid)
+    s.expect(
+        "the child itself stores FAILURE SoftTimeLimitExceeded; the client gets that exception",
+        [(w.pid, str(w)) for w in writes] == [(child, "FAILURE SoftTimeLimitExceeded")]
+        and raised == "SoftTimeLimitExceeded",
+    )
+    s.expect(
+        "slow(5) stopped early, and the child lives on",
+        at(life["task.postrun"]) - at(life["task.prerun"]) < LONG_S - 1
+        and child in worker.children(),
+        f"pid {child}",
+    )
+
+
+def hard_limit(s: Scenario) -> None:
+    from envoi_mails import slow
+
+    tl, worker = s.timeline, s.worker()
+    since, hard = time.time(), slow.apply_async((LONG_S,), time_limit=LIMIT)
+    raised = tm.outcome(hard, timeout=RESULT_S)
+    text = tm.limit_exceeded("Hard", LIMIT, slow.name, hard.id)
+    err = tl.wait_for(event=names.LOG, containing=text, timeout=TRACE_S, what=repr(text))
+    fresh = tl.wait_for(
+        event="child.init", ppid=worker.pid, since=since, timeout=TRACE_S, what="a new child"
+    )
+    tl.settle()
+    events, kids = tl.events(), worker.children()
+    writes, killed = q.result_writes(events, hard.id), q.life(events, hard.id).child_pid
+    failures = q.select(events, event="task.failure", task_id=hard.id)
+    logs = q.select(events, event=names.LOG, pid=worker.pid, since=since)
+    s.show(
+        ev.logs_table(logs),
+        ev.commands_table([w.event for w in writes]),
+        ev.process_table(worker.pid),
+    )
+    s.expect("the MainProcess logs the ERROR", pid_of(err) == worker.pid)
+    s.expect(
+        "FAILURE TimeLimitExceeded is stored by the MainProcess; the client gets the exception",
+        {(w.pid, str(w)) for w in writes} == {(worker.pid, "FAILURE TimeLimitExceeded")}
+        and raised == "TimeLimitExceeded",
+    )
+    s.expect(
+        "… twice in Celery 5.7 (Request.on_failure, then on_timeout), with two task_failure",
+        len(writes) == 2 and [pid_of(e) for e in failures] == [worker.pid] * 2,
+    )
+    s.expect(
+        "the child that ran it is gone; a newly forked child took its place",
+        killed not in kids and pid_of(fresh) in kids and pid_of(fresh) != killed,
+        f"{killed} → {pid_of(fresh)}",
+    )
+    s.show(s.flower(f"task/{hard.id}"))
 
 
 def story(s: Scenario) -> None:
-    from envoi_mails import add, app, slow
-
-    tl, me = s.timeline, os.getpid()
-    r = redis.Redis.from_url(s.stack.broker_url, decode_responses=True)
     with s.step(
         f"1. countdown={COUNTDOWN}: received at once, run later",
         f"`add.apply_async((1, 2), countdown={COUNTDOWN})` on a `-c 1` worker. The message says "
         "when it is due (`eta` header). The MainProcess takes it at once, keeps it reserved in "
         "`unacked` and in its own timer, and hands it to the child only when it is due.",
     ):
-        worker = s.start_worker(extra=["-c", "1"])
-        t0, task = time.time(), add.apply_async((1, 2), countdown=COUNTDOWN)
-        push = cv.wait_published(tl, task.id)
-        got = tl.wait_for(res.is_hop("task.received", task.id), timeout=10, what="task.received")
-        held, listed = ins.unacked(r), r.llen("celery")
-        sched, looked = tm.scheduled(s.stack.env, worker.nodename), time.time()
-        s.show(render_unacked(held), tm.scheduled_line(sched))
-        value, eta = tm.outcome(task), tm.epoch(push.header("eta"))
-        proc.wait_ran(tl, [task.id])
-        tl.wait_for(res.is_command("HDEL", task.id), timeout=10, what="the ack (HDEL)")
-        t = tm.trail(tl.events(), task.id)
-        s.show(res.rows_table(res.task_rows(tl.events(), [task.id]), t0, {task.id: "add(1, 2)"}))
-        s.expect(
-            f"the `eta` header says: publish time + {COUNTDOWN} s",
-            abs(eta - push.ts - COUNTDOWN) < 1,
-            push.header("eta"),
-        )
-        s.expect(
-            "the MainProcess received it before its ETA",
-            got["pid"] == worker.pid and got["ts"] < eta,
-            f"{got['ts'] - push.ts:.3f} s after the push",
-        )
-        mine = [e for e in held.entries if e.message.task_id == task.id]
-        s.expect(
-            "while it waits: reserved in `unacked`, not in the list, not started",
-            bool(mine) and listed == 0 and looked < min(eta, at(t.started)),
-        )
-        s.expect(
-            "`inspect scheduled` lists it with that ETA", abs(sched.get(task.id, 0) - eta) < 0.01
-        )
-        s.expect(
-            "a child started it at its ETA; the MainProcess acked it (HDEL) only then",
-            min(at(t.started), at(t.acked)) >= eta - 0.05
-            and pid_of(t.acked) == worker.pid
-            and value == "3",
-        )
-
+        countdown(s)
     with s.step(
         "2. The visibility timeout (3600 s)",
         "kombu scores each reservation with the time it was made (`ZADD unacked_index`). Every "
@@ -85,142 +266,28 @@ def story(s: Scenario) -> None:
         "delivered again, to any worker, and **runs twice**. Set "
         "`broker_transport_options['visibility_timeout']` above your longest ETA.",
     ):
-        # A kombu consumer sweeps when a wait comes back empty (the first time, then one
-        # in ten), and skips it while another holds kombu's restore mutex (the worker's, as
-        # it starts). A ping to all (no destination) waits out its timeout after the reply:
-        # on a connection of its own, now, it shows this client sweeping every time. The
-        # spy names a sender from its live socket: settle while the connection is open.
-        with app.connection_for_write() as conn:
-            app.control.ping(timeout=0.5, connection=conn)
-            tl.settle()
-        scans = tm.restore_scans(tl.events())
-        s.show(tm.scans_table(scans, t0, "the sweeps of unacked_index seen so far"))
-        s.expect(
-            "every sweep asks for what was reserved over 3600 s before it",
-            bool(scans) and all(abs(x.lag - 3600) < 5 for x in scans),
-            f"{[round(x.lag, 1) for x in scans]}",
-        )
-        sweepers = {pid_of(x.event) for x in scans}
-        # The worker's sweep at start and the one of start_worker's ping can meet: the
-        # loser finds the mutex held and skips. So for the worker, the try is the fact.
-        s.expect(
-            "the worker tried to sweep as it started (SET unacked_mutex NX); this client "
-            "swept, waiting for a ping reply",
-            worker.pid in tm.restore_tries(tl.events()) and me in sweepers,
-            f"sweeps by {sorted(p for p in sweepers if p is not None)}",
-        )
-        score = float(args_of(t.reserved)[2]) if t.reserved else 0.0
-        s.expect(
-            "the clock starts at receipt: the score is when the MainProcess took it, not the ETA",
-            pid_of(t.reserved) == worker.pid and abs(score - got["ts"]) < 1,
-            f"if still unacked, visible again at {clock(mine[0].visible_again_at)}",
-        )
-
+        visibility_timeout(s)
     with s.step(
         "3. Revoking a task that waits its turn",
         "`slow(4)` keeps the only child busy; `add(2, 2)` is received and waits in the "
         "MainProcess. `app.control.revoke(id)` is a broadcast on the `celery.pidbox` channel; "
         "the worker keeps the id (in memory) and never hands that task to a child.",
     ):
-        long, victim = slow.delay(4), add.delay(2, 2)
-        tl.wait_for(res.is_hop("task.prerun", long.id), timeout=15, what="slow(4) starting")
-        tl.wait_for(res.is_hop("task.received", victim.id), timeout=15, what="add(2, 2) received")
-        since = time.time()
-        app.control.revoke(victim.id)
-        sent = tm.wait_broadcast(tl, since)
-        tm.outcome(long)
-        tm.wait_log(tl, f"Discarding revoked task: envoi_mails.add[{victim.id}]")
-        tl.wait_for(
-            res.is_command("HDEL", victim.id), timeout=10, what="the ack of the revoked task"
-        )
-        # Each process ships its hops every 0.1 s: the child's may land after the ack.
-        tl.wait_for(res.is_hop("task.postrun", long.id), timeout=10, what="slow(4) ending")
-        tl.settle()
-        v, busy, state = (
-            tm.trail(tl.events(), victim.id),
-            tm.trail(tl.events(), long.id),
-            victim.state,
-        )
-        s.show(
-            ev.commands_table([sent, *v.writes, *([v.acked] if v.acked else [])]),
-            ev.logs_table(v.logs),
-        )
-        s.expect(
-            "the client PUBLISHes `revoke` on /0.celery.pidbox",
-            pid_of(sent) == me and tm.control_command(sent) == ("revoke", victim.id),
-        )
-        s.expect(
-            "the MainProcess stores REVOKED at once, while the task still waits (celery#9869)",
-            v.stored[:1] == [(worker.pid, REVOKED)] and at(v.writes[0]) < at(busy.ended),
-        )
-        s.expect(
-            "when its turn comes, the MainProcess discards it and acks it: no child ever ran it",
-            v.started is None
-            and pid_of(v.acked) == worker.pid
-            and at(busy.ended) < at(v.acked) < float("inf"),
-        )
-        s.expect(
-            "REVOKED is written twice, both times by the MainProcess; the client reads REVOKED",
-            v.stored == [(worker.pid, REVOKED)] * 2 and state == "REVOKED",
-        )
-
+        revoke_waiting(s)
     with s.step(
         f"4. Soft time limit: {LIMIT} s",
         f"`slow.apply_async((5,), soft_time_limit={LIMIT})`. The limit is a timer in the "
         "MainProcess; when it fires, it sends SIGUSR1 to the child, whose handler raises "
         "`SoftTimeLimitExceeded` inside the task: the task could catch it and clean up.",
     ):
-        soft = slow.apply_async((5,), soft_time_limit=LIMIT)
-        raised = tm.outcome(soft)
-        warn = tm.wait_limit(tl, "Soft", LIMIT, soft.id, slow.name)
-        tl.wait_for(res.is_hop("task.postrun", soft.id), timeout=10, what="the task.postrun hop")
-        tl.settle()  # the child's SETEX, as the spy saw it
-        t = tm.trail(tl.events(), soft.id)
-        child = pid_of(t.started)
-        s.show(ev.logs_table(t.logs), ev.commands_table(t.writes))
-        s.expect("the MainProcess logs the WARNING", pid_of(warn) == worker.pid)
-        s.expect(
-            "the child itself stores FAILURE SoftTimeLimitExceeded; the client gets that exception",
-            t.stored == [(child, "FAILURE SoftTimeLimitExceeded")]
-            and raised == "SoftTimeLimitExceeded",
-        )
-        s.expect(
-            "slow(5) stopped early, and the child lives on",
-            at(t.ended) - at(t.started) < 4 and child in worker.children(),
-            f"pid {child}",
-        )
-
+        soft_limit(s)
     with s.step(
         f"5. Hard time limit: {LIMIT} s",
         f"`slow.apply_async((5,), time_limit={LIMIT})`. When this timer fires the MainProcess "
         "does not ask: it terminates the child (SIGTERM), records the failure itself, and forks "
         "a new child in its place.",
     ):
-        since, hard = time.time(), slow.apply_async((5,), time_limit=LIMIT)
-        raised = tm.outcome(hard)
-        err = tm.wait_limit(tl, "Hard", LIMIT, hard.id, slow.name)
-        fresh = tm.wait_new_child(tl, worker.pid, since)
-        tl.settle()
-        t, kids = tm.trail(tl.events(), hard.id), worker.children()
-        killed = pid_of(t.started)
-        logs = tm.logs_of(tl.events(), worker.pid, since)
-        s.show(ev.logs_table(logs), ev.commands_table(t.writes), ev.process_table(worker.pid))
-        s.expect("the MainProcess logs the ERROR", pid_of(err) == worker.pid)
-        s.expect(
-            "FAILURE TimeLimitExceeded is stored by the MainProcess; the client gets the exception",
-            set(t.stored) == {(worker.pid, "FAILURE TimeLimitExceeded")}
-            and raised == "TimeLimitExceeded",
-        )
-        s.expect(
-            "… twice in Celery 5.7 (Request.on_failure, then on_timeout), with two task_failure",
-            len(t.writes) == 2 and [pid_of(e) for e in t.failures] == [worker.pid] * 2,
-        )
-        s.expect(
-            "the child that ran it is gone; a newly forked child took its place",
-            killed not in kids and pid_of(fresh) in kids and pid_of(fresh) != killed,
-            f"{killed} → {pid_of(fresh)}",
-        )
-        s.show(s.flower(f"task/{hard.id}"))
+        hard_limit(s)
 
 
 if __name__ == "__main__":

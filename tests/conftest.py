@@ -1,77 +1,42 @@
-"""Real parts for the tests: a private redis-server and SMTP sink, real worker processes.
+"""What every test run gets, before any test module is imported: an environment that names
+no Redis of anybody's. No process starts here: tests/e2e/conftest.py starts the real parts
+on first use, and tests/unit/ never does.
 
-The stack starts in pytest_configure, before test modules are imported, and the process
-environment points at it: `envoi_mails` builds its app from the environment on first use,
-so it can never talk to another Redis. Tests always use a private Redis (never the one the
-environment names), so nothing here can touch somebody else's data.
+The user's CELERY_BROKER_URL (and result backend, SMTP server) is dropped: tests always use
+a private Redis, so nothing here can touch somebody else's data. Until an e2e test asks for
+the stack, the broker URL names an address where nothing listens: a test that builds the
+tutorial's app without the stack fails at once instead of reaching the machine's Redis.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
-from demo.config import KitConfig
-from demo.stack.stack import Stack
-from demo.stack.worker import Worker
-from scenario_runner import ScenarioRun, run_scenario, scenario_path
+from demo.docsgen.headless import HIDDEN as USERS_SERVERS  # the variables naming a server
 
-# Short SMTP backoff so that retry tests take seconds, not minutes.
+E2E = Path(__file__).parent / "e2e"
+# Port 1 (tcpmux) has no listener: the app's first command is refused within a second.
+NOWHERE = "redis://127.0.0.1:1/0"
+# Short SMTP backoff so that retry tests take seconds, not minutes (scenarios inherit it).
 FAST_RETRY = {"MAIL_RETRY_BACKOFF": "0.2", "MAIL_RETRY_BACKOFF_MAX": "1"}
-
-_stack: Stack | None = None
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    global _stack
-    for name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "SMTP_HOST", "SMTP_PORT"):
+    for name in USERS_SERVERS:
         os.environ.pop(name, None)
-    state_dir = Path(tempfile.mkdtemp(prefix="xray-tests-"))
-    os.environ["XRAY_STATE_DIR"] = str(state_dir)
-    _stack = Stack(KitConfig.from_env()).start()
-    _stack.apply_env()
+    os.environ["CELERY_BROKER_URL"] = NOWHERE
+    os.environ["XRAY_STATE_DIR"] = tempfile.mkdtemp(prefix="xray-tests-")
     os.environ.update(FAST_RETRY)
 
 
-def pytest_unconfigure(config: pytest.Config) -> None:
-    if _stack is not None:
-        _stack.stop()
-
-
-@pytest.fixture(scope="session")
-def stack() -> Stack:
-    assert _stack is not None
-    return _stack
-
-
-@pytest.fixture(scope="session")
-def worker(stack: Stack) -> Iterator[Worker]:
-    """The tutorial's worker, two pool children, task events on."""
-    started = stack.start_worker("tests", extra=["-c", "2", "-E"], env=FAST_RETRY)
-    yield started
-    started.stop()
-
-
-@pytest.fixture
-def redis_client(stack: Stack) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(stack.broker_url, decode_responses=True)
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="session")
-def scenario_run(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], ScenarioRun]:
-    """`scenario_run("02")`: that scenario's run, done once per session and shared."""
-    runs: dict[str, ScenarioRun] = {}
-
-    def get(number: str) -> ScenarioRun:
-        if number not in runs:
-            runs[number] = run_scenario(scenario_path(number), tmp_path_factory.mktemp(number))
-        return runs[number]
-
-    return get
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/e2e/ is marked e2e (`-m "not e2e"` runs the unit tests only);
+    the unit tests go first: seconds, before anything starts (a stable sort)."""
+    for item in items:
+        if E2E in item.path.parents:
+            item.add_marker(pytest.mark.e2e)
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)

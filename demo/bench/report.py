@@ -3,8 +3,9 @@
 Paired by round: in each round every mode runs once, back to back, so a slow spell of the
 machine (other VMs, thermal, caches) hits the modes of one round alike. A mode's ratio is
 the median over rounds of (its tasks/s / plain's tasks/s in the same round); the ratio of
-the medians is shown beside it. The bar (issue text): traced / plain >= 0.95. The spy's
-cost is reported, not judged.
+the medians is shown beside it. The bar: traced (hops, logs and every process recording its
+own Redis commands, the default) >= 0.97 of plain throughput, and at most +3% CPU per task.
+MONITOR's cost is reported, not judged: it is the opt-in cross-check.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import Any
 
 from rich.table import Table
 
-PLAIN, TRACED, SPY = "plain", "traced", "traced+spy"
+PLAIN, TRACED, SPY = "plain", "traced", "traced+monitor"
 MODES = (PLAIN, TRACED, SPY)
-PASS_RATIO = 0.95
+PASS_RATIO = 0.97
+MAX_CPU_EXTRA = 0.03
 NOISY_FOREIGN_CPU = 0.10  # above this share taken by others, the verdict warns of noise
 
 
@@ -64,7 +66,7 @@ class Measurement:
         return self.received == self.tasks and self.wrong == 0
 
     def line(self) -> str:
-        spy = f", spy saw {self.spy_events} commands" if self.spy_events is not None else ""
+        spy = f", MONITOR saw {self.spy_events} commands" if self.spy_events is not None else ""
         flag = "" if self.complete else f"  INCOMPLETE: {self.received}/{self.tasks} results"
         if not self.worker_was_idle:
             flag += "  (the worker was still busy when the client started)"
@@ -134,7 +136,8 @@ class BenchReport:
 
     @property
     def passed(self) -> bool:
-        return self.complete and self.summary(TRACED).ratio >= PASS_RATIO
+        traced = self.summary(TRACED)
+        return self.complete and traced.ratio >= PASS_RATIO and traced.cpu_extra <= MAX_CPU_EXTRA
 
     def verdict(self) -> str:
         if not self.complete:
@@ -142,13 +145,13 @@ class BenchReport:
             return "INVALID: some results never came back:\n  " + "\n  ".join(lost)
         traced, spy = self.summary(TRACED), self.summary(SPY)
         word = "PASS" if self.passed else "FAIL"
-        sign = ">=" if self.passed else "<"
         lines = [
-            f"{word}: traced / plain = {traced.ratio:.3f} {sign} {PASS_RATIO} "
-            f"(median of {len(traced.round_ratios)} paired rounds; ratio of the medians "
-            f"{traced.ratio_of_medians:.3f}; tracing adds {traced.cpu_extra:+.1%} CPU per task)",
-            f"spy: traced+spy / plain = {spy.ratio:.3f}, throughput cost {1 - spy.ratio:.0%} "
-            f"(adds {spy.cpu_extra:+.1%} CPU per task)",
+            f"{word}: traced / plain = {traced.ratio:.3f} (bar: >= {PASS_RATIO}; median of "
+            f"{len(traced.round_ratios)} paired rounds; ratio of the medians "
+            f"{traced.ratio_of_medians:.3f}); tracing, commands included, adds "
+            f"{traced.cpu_extra:+.1%} CPU per task (bar: <= {MAX_CPU_EXTRA:+.0%})",
+            f"MONITOR: traced+monitor / plain = {spy.ratio:.3f}, throughput cost "
+            f"{1 - spy.ratio:.0%} (adds {spy.cpu_extra:+.1%} CPU per task)",
         ]
         foreign = statistics.median(m.foreign_cpu for m in self.measurements)
         if foreign > NOISY_FOREIGN_CPU:

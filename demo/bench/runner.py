@@ -1,4 +1,4 @@
-"""What tracing costs: plain Celery, traced, and traced with the spy, side by side in one run.
+"""What tracing costs: plain Celery, traced, and traced with MONITOR, side by side in one run.
 
 `python -m demo bench [--tasks N] [--rounds R]`. Each mode has
 its own lane (lanes.py): a private redis-server, a `-c 2` worker started with that

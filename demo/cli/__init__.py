@@ -15,7 +15,7 @@ def main() -> None:
 
 def _register() -> None:
     # Each command lives in its own module; they are imported here, once, to be listed.
-    from demo.cli.bench import bench_command
+    from demo.cli.bench import bench_capture_command, bench_command
     from demo.cli.inspect import inspect_command
     from demo.cli.soak import soak_command
     from demo.cli.spy import spy_command
@@ -29,6 +29,7 @@ def _register() -> None:
         send,
         result,
         bench_command,
+        bench_capture_command,
         inspect_command,
         soak_command,
         spy_command,

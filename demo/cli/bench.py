@@ -1,4 +1,4 @@
-"""`python -m demo bench`: plain Celery, traced, and traced with the spy, side by side."""
+"""`python -m demo bench`: plain Celery, traced, and traced with MONITOR, side by side."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from rich.console import Console
 
 from demo.bench.report import MODES
 from demo.bench.runner import run_bench
+from demo.cli.errors import one_line_errors
 from demo.cli.notes import private_redis
-from demo.errors import KitError
 
 
 @click.command("bench")
@@ -20,8 +20,9 @@ from demo.errors import KitError
 @click.option("--rounds", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("-c", "--concurrency", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="write the report")
+@one_line_errors
 def bench_command(tasks: int, rounds: int, concurrency: int, json_path: Path | None) -> None:
-    """Throughput of plain Celery, traced, and traced with the spy, side by side.
+    """Throughput of plain Celery, traced, and traced with MONITOR, side by side.
 
     Exit code 0 on PASS and on FAIL (this is a measurement); 1 if a part failed or
     results went missing (then there is nothing to measure).
@@ -34,11 +35,7 @@ def bench_command(tasks: int, rounds: int, concurrency: int, json_path: Path | N
     console.print(
         f"bench: {len(MODES)} modes × {rounds} rounds × {tasks} add tasks, -c {concurrency}"
     )
-    try:
-        report = run_bench(tasks, rounds, concurrency, progress=lambda m: console.print(m.line()))
-    except KitError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    report = run_bench(tasks, rounds, concurrency, progress=lambda m: console.print(m.line()))
     if json_path is not None:
         json_path.write_text(json.dumps(report.to_dict(), indent=2))
     if report.complete:
@@ -47,3 +44,11 @@ def bench_command(tasks: int, rounds: int, concurrency: int, json_path: Path | N
     console.print(f"worker and client logs: {report.run_dir}")
     if not report.complete:
         sys.exit(1)
+
+
+@click.command("bench-capture")
+def bench_capture_command() -> None:
+    """What recording one Redis command costs the process that sends it (µs)."""
+    from demo.bench.capture_cost import measure
+
+    click.echo(measure().line())

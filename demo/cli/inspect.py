@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 
 import click
@@ -13,6 +12,7 @@ from rich.markup import escape
 
 from demo import inspectors as ins
 from demo import names
+from demo.cli.errors import one_line_errors
 from demo.errors import KitError
 from demo.render.inspect import render_snapshot
 from demo.stack.state import Target
@@ -82,18 +82,14 @@ def _take_snapshot(target: Target, peek: int, limit: int, names: Sequence[str]) 
     multiple=True,
     help="queue to show (default: celery and every permanently bound queue)",
 )
+@one_line_errors
 def inspect_command(peek: int, limit: int, names: tuple[str, ...]) -> None:
     """Show, read-only, what Redis holds now: queues, unacked, results, bindings, kit keys."""
     from demo.config import KitConfig
     from demo.stack import state
-    from envoi_mails.settings import SettingsError
 
-    try:
-        target = state.target(KitConfig.from_env().state_dir)
-        snap = _take_snapshot(target, peek, limit, names)
-    except (KitError, SettingsError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    target = state.target(KitConfig.from_env().state_dir)
+    snap = _take_snapshot(target, peek, limit, names)
     console = Console()
     if not console.is_terminal:
         console = Console(width=120)  # a pipe or a file: the width the tables are made for

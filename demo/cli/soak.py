@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
+from demo.cli.errors import one_line_errors
 from demo.cli.notes import private_redis
-from demo.errors import one_line_errors
 
 
 @click.command("soak")

@@ -1,14 +1,20 @@
-"""`python -m demo spy`: the live, attributed stream of Redis commands, one line each.
+"""`python -m demo spy`: the live stream of Redis commands, one line each, with their sender.
 
-Wired into demo/cli/__init__.py as a subcommand; it MONITORs the running stack's Redis (or the one
-CELERY_BROKER_URL names) until Ctrl-C or --seconds. Failures are one line, exit code 1.
+By default it follows the trace stream: every process of the app records its own commands
+(role, pid, host), at almost no cost. `--monitor` adds Redis MONITOR beside it, as a
+cross-check that costs Redis and the reader CPU: a command MONITOR saw that no process
+recorded (redis-cli, another application, a process without the kit, a Lua script's own
+commands) is shown too, as `unknown` or `lua`, with its address. Until Ctrl-C or --seconds;
+failures are one line, exit code 1.
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
-import sys
+import socket
 import time
+from collections import deque
 from typing import Any
 
 import click
@@ -18,13 +24,16 @@ from rich.markup import escape
 from rich.text import Text
 
 from demo import names
+from demo.cli.errors import one_line_errors
 from demo.config import KitConfig
 from demo.errors import KitError
 from demo.protocol.commands import short
 from demo.spy.monitor import Spy
 from demo.spy.record import record_events
 from demo.stack import state
-from envoi_mails.settings import SettingsError
+from demo.trace import capture
+from demo.trace.event import TraceEvent, normalise
+from demo.trace.timeline import Timeline
 
 ROLE_STYLES = {
     names.CLIENT: "bold cyan",
@@ -36,6 +45,8 @@ ROLE_STYLES = {
     names.UNKNOWN: "bold red",
 }
 RECORD_EVERY = 200  # events per stream entry, at most
+FOLLOW_BLOCK_S = 0.2  # short, so that Ctrl-C and --seconds land
+RECENT_S = 10.0  # how long a recorded command stays available to match a MONITOR line
 
 
 def format_event(event: dict[str, Any], width: int = 200) -> Text:
@@ -44,6 +55,8 @@ def format_event(event: dict[str, Any], width: int = 200) -> Text:
     clock = time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts % 1 * 1000):03d}"
     role = str(event.get("role", names.UNKNOWN))
     who = f"{role}:{event['pid']}" if event.get("pid") is not None else role
+    if event.get("host") and event["host"] != socket.gethostname():
+        who += f"@{event['host']}"  # a process on another host said so itself
     if event.get("via") == names.LUA:
         who += " (lua)"
     line = Text(f"{clock} ")
@@ -61,46 +74,74 @@ def _record(recorder: redis.Redis | None, batch: list[dict[str, Any]]) -> None:
     batch.clear()
 
 
-def _watch(target: state.Target, seconds: float | None, console: Console, record: bool) -> None:
-    """Print events as the spy delivers them, until the deadline (or Ctrl-C)."""
+class _MonitorOnly:
+    """MONITOR's lines that no process recorded, each handed out once it is old enough to
+    be sure (capture.SHIP_GRACE_S): the rest is already on screen from the stream."""
+
+    def __init__(self) -> None:
+        self.lines: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
+        self._waiting: list[TraceEvent] = []
+        self._recorded: deque[TraceEvent] = deque()
+
+    def recorded(self, events: list[TraceEvent]) -> None:
+        self._recorded.extend(events)
+
+    def due(self) -> list[TraceEvent]:
+        while not self.lines.empty():
+            event = normalise(self.lines.get())
+            if event is not None:
+                self._waiting.append(event)
+        now = time.time()
+        while self._recorded and self._recorded[0]["ts"] < now - RECENT_S:
+            self._recorded.popleft()
+        ripe = [e for e in self._waiting if e["ts"] <= now - capture.SHIP_GRACE_S]
+        self._waiting = [e for e in self._waiting if e["ts"] > now - capture.SHIP_GRACE_S]
+        return capture.uncaptured(ripe, self._recorded, now=now)
+
+
+def _watch(target: state.Target, seconds: float | None, console: Console, monitor: bool) -> None:
+    """Print commands as they come, until the deadline (or Ctrl-C)."""
     url = target.broker_url
-    lines: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
     end = None if seconds is None else time.monotonic() + seconds
+    extra = _MonitorOnly() if monitor else None
     # Named xray-*: the spy leaves the kit's own connections out of what it shows.
-    name = f"{names.SPY_CLIENT_NAME}-record"
-    recorder = redis.Redis.from_url(url, client_name=name) if record else None
-    batch: list[dict[str, Any]] = []
-    with Spy(url, on_event=lines.put) as spy:
-        console.print(f"[dim]MONITOR on {escape(str(target))} — Ctrl-C stops[/dim]")
+    recorder = redis.Redis.from_url(url, client_name=f"{names.SPY_CLIENT_NAME}-record")
+    spy = Spy(url, on_event=extra.lines.put) if extra is not None else None
+    source = "the processes' own records" + (" + MONITOR" if spy else "")
+    with Timeline(url) as timeline, spy if spy is not None else contextlib.nullcontext():
+        console.print(
+            f"[dim]{source} on {escape(str(target))} — Ctrl-C stops[/dim]", soft_wrap=True
+        )
         while end is None or time.monotonic() < end:
-            try:
-                event = lines.get(timeout=0.2)  # short, so that Ctrl-C and --seconds land
-            except queue.Empty:
-                _record(recorder, batch)
+            # A MONITOR-only line this spy recorded comes back from the stream: shown already.
+            came = [
+                e
+                for e in timeline.follow(FOLLOW_BLOCK_S)
+                if e["event"] == names.REDIS_COMMAND and "seen_as" not in e
+            ]
+            shown = came
+            if extra is not None and spy is not None:
                 if spy.error:
-                    raise KitError(f"the spy lost its connection: {spy.error}") from None
-                continue
-            console.print(format_event(event, console.width), soft_wrap=True)
-            batch.append(event)
-            if len(batch) >= RECORD_EVERY:
-                _record(recorder, batch)
-        _record(recorder, batch)
+                    raise KitError(f"MONITOR lost its connection: {spy.error}") from None
+                extra.recorded(came)
+                unseen = extra.due()
+                # What only MONITOR saw goes into the stream too, so `demo trace` shows it.
+                _record(recorder, [dict(e) for e in unseen])
+                shown = sorted([*came, *unseen], key=lambda e: e["ts"])
+            for event in shown:
+                console.print(format_event(dict(event), console.width), soft_wrap=True)
 
 
 @click.command("spy")
 @click.option("--seconds", type=float, default=None, help="stop after N seconds")
 @click.option(
-    "--record/--no-record",
-    default=True,
-    help=f"also add what it sees to the {names.TRACE_STREAM} stream (for `demo trace`)",
+    "--monitor",
+    is_flag=True,
+    help="add Redis MONITOR (costly): also show commands no process recorded",
 )
-def spy_command(seconds: float | None, record: bool) -> None:
-    """Watch every Redis command, with the role and pid of the process that sent it."""
-    console = Console(highlight=False)
-    try:
-        _watch(state.target(KitConfig.from_env().state_dir), seconds, console, record)
-    except KeyboardInterrupt:
-        pass
-    except (KitError, SettingsError) as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+@one_line_errors
+def spy_command(seconds: float | None, monitor: bool) -> None:
+    """Watch every Redis command, with the role, pid and host of the process that sent it."""
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a user stops watching
+        target = state.target(KitConfig.from_env().state_dir)
+        _watch(target, seconds, Console(highlight=False), monitor)

@@ -13,8 +13,9 @@ import click
 from rich.console import Console
 
 from demo import names
+from demo.cli.errors import one_line_errors
 from demo.config import KitConfig
-from demo.errors import KitError, one_line_errors
+from demo.errors import KitError
 from demo.render.mermaid import to_mermaid
 from demo.render.sequence_html import to_html
 from demo.render.sequence_text import to_rich

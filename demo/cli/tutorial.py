@@ -7,8 +7,9 @@ from collections.abc import Callable
 
 import click
 
+from demo.cli.errors import one_line_errors
 from demo.config import KitConfig
-from demo.errors import KitError, one_line_errors
+from demo.errors import KitError
 from demo.stack import state
 
 

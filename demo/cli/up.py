@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 
 import click
 
+from demo.cli.errors import one_line_errors
 from demo.config import KitConfig
-from demo.errors import KitError, one_line_errors
+from demo.errors import KitError
 from demo.stack import state
 
 if TYPE_CHECKING:

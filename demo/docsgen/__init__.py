@@ -2,7 +2,8 @@
 
 `python -m demo.docsgen [NN …]` runs the scenarios and rewrites the blocks. Here: which
 events a block shows (`select`), its rendering (`render_block`) and a page's (`regenerate`),
-importable so that tests/test_docs.py regenerates a block from its own run of the scenario.
+importable so that tests/e2e/test_docs_match_fresh_runs.py regenerates a block from its own
+run of the scenario.
 
     blocks       find, parse and replace blocks; read claim citations and claims tables
     render       each KIND from a list of trace events, normalised

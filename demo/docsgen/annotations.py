@@ -74,17 +74,21 @@ RULES: Final[tuple[Rule, ...]] = (
        "the MainProcess reserves the message: out of the list, not yet acknowledged",
        "le MainProcess réserve le message : sorti de la liste, pas encore acquitté"),
     _r(WORKER_MAIN, "HSET", _UNACKED,
-       "… keeping a copy, put back in the queue if the worker dies before the ack",
-       "… en gardant une copie, remise en file si le worker meurt avant l'acquittement"),
+       "… keeping a copy until the ack: put back at a warm shutdown, or by a sweep after "
+       "the visibility timeout",
+       "… en gardant une copie jusqu'à l'acquittement : remise en file à un arrêt à chaud, ou "
+       "par un balayage passé le visibility timeout"),
     _r(WORKER_MAIN, "ZREM HDEL", _ACK_KEYS,
-       "the MainProcess acks the message (early ack: when a child starts the task)",
-       "le MainProcess acquitte le message (acquittement précoce : quand un enfant démarre)"),
+       "the MainProcess drops the reservation: an ack (by default as a child starts the "
+       "task), or a requeue",
+       "le MainProcess retire la réservation : un acquittement (par défaut dès qu'un enfant "
+       "démarre la tâche), ou une remise en file"),
     _r(ANY, "ZREM HDEL", _ACK_KEYS,
        "the message is acked: its reservation in `unacked` is dropped",
        "le message est acquitté : sa réservation dans `unacked` est retirée"),
     _r(POOL_CHILD, "GET", _META,
-       "the child reads the key first, so that a finished result is never overwritten",
-       "l'enfant lit d'abord la clé, pour ne jamais écraser un résultat final"),
+       "the child reads the key first: it never overwrites a stored SUCCESS",
+       "l'enfant lit d'abord la clé : il n'écrase jamais un SUCCESS déjà stocké"),
     _r(POOL_CHILD, "SETEX SET", _META,
        "the pool child itself writes the result, with its expiry (result_expires)",
        "l'enfant du pool écrit lui-même le résultat, avec son expiration (result_expires)"),
@@ -103,11 +107,12 @@ RULES: Final[tuple[Rule, ...]] = (
     _r(ANY, "DEL", _META, "the result is forgotten", "le résultat est oublié"),
     # events, control, gossip
     _r(WORKER_MAIN, "PUBLISH", _TASK_EVENTS,
-       "task events (-E), batched by the MainProcess, not sent by the child",
-       "les événements de tâche (-E), groupés par le MainProcess, pas envoyés par l'enfant"),
+       "task events (-E, or enabled remotely), batched by the MainProcess, not sent by the child",
+       "les événements de tâche (-E, ou activés à distance), groupés par le MainProcess, pas "
+       "envoyés par l'enfant"),
     _r(ANY, "PUBLISH", _HEARTBEAT,
-       "the worker says it is alive (every 2 s with -E)",
-       "le worker signale qu'il est vivant (toutes les 2 s avec -E)"),
+       "the worker says it is alive, every 2 s, with or without -E",
+       "le worker signale qu'il est vivant, toutes les 2 s, avec ou sans -E"),
     _r(ANY, "PUBLISH", _EVENTS,
        "a worker event for monitors such as Flower",
        "un événement de worker pour les outils de suivi comme Flower"),
@@ -179,14 +184,19 @@ HOPS_FR: Final[dict[str, str]] = {
     "result.fetched": "result.get() a rendu la main",
     "worker.init": "worker_init : le MainProcess démarre, avant de forker le pool",
     "worker.ready": "worker_ready : pool forké, consommation lancée",
-    "worker.heartbeat": "heartbeat_sent : un événement worker-heartbeat est parti (-E)",
+    "worker.heartbeat": (
+        "heartbeat_sent : un événement worker-heartbeat est parti (avec ou sans -E)"
+    ),
     "worker.shutdown": "worker_shutdown : le MainProcess s'arrête",
     "task.received": (
         "le MainProcess a retiré le message de la file (sa Request, juste avant task_received)"
     ),
     "task.accepted": "un enfant du pool a envoyé ACK pour le job (child_pid dit lequel)",
     "task.acked": "le MainProcess a acquitté le message (ZREM/HDEL unacked)",
-    "task.event": "le MainProcess a envoyé un événement de tâche (task-started, …)",
+    "task.event": (
+        "le MainProcess a envoyé un événement de tâche (task-started, …) : avec -E, ou une fois "
+        "que Flower les a activés"
+    ),
     "worker.process_init": "worker_process_init dans le MainProcess (--pool solo : aucun enfant)",
     "child.init": "worker_process_init : un enfant du pool tout juste forké",
     "child.shutdown": "worker_process_shutdown : un enfant du pool se termine",
@@ -203,7 +213,11 @@ HOPS_FR: Final[dict[str, str]] = {
         "l'enfant en a fini avec cet essai (Task.after_return ; pour un retry, après task_retry)"
     ),
     "log": "une ligne de log de Celery ou kombu (logger, niveau, message)",
-    "redis.command": "une commande Redis vue par MONITOR, avec le rôle et le pid de l'émetteur",
+    "redis.command": (
+        "une commande Redis, enregistrée par le processus qui l'envoie "
+        "(MONITOR ajoute le reste comme unknown)"
+    ),
+    "redis.reply": "ce qu'une commande a renvoyé, quand cela nomme une tâche (le message du BRPOP)",
 }
 
 HEADERS: Final[dict[str, dict[str, tuple[str, ...]]]] = {
@@ -211,7 +225,7 @@ HEADERS: Final[dict[str, dict[str, tuple[str, ...]]]] = {
         "en": ("sent by", "command", "what it proves"),
         "fr": ("envoyé par", "commande", "ce que ça prouve"),
     },
-    "hops": {"en": ("process", "hop", "meaning"), "fr": ("processus", "étape", "sens")},
+    "hops": {"en": ("process", "hop", "meaning"), "fr": ("processus", "hop", "sens")},
 }
 
 

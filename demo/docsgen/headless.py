@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,11 @@ class HeadlessRun:
         return f"{tail}\n{self.path.name} exited {self.returncode}"
 
 
-def run_headless(script: Path, workdir: Path, timeout_s: float) -> HeadlessRun:
-    """Run `script --no-pause --json-trace <workdir>/<stem>.jsonl` with its own state dir.
+def run_headless(
+    script: Path, workdir: Path, timeout_s: float, options: Sequence[str] = ()
+) -> HeadlessRun:
+    """Run `script --no-pause --json-trace <workdir>/<stem>.jsonl [options]` with its own
+    state dir.
 
     subprocess.TimeoutExpired propagates: each caller says what a hung scenario means.
     """
@@ -50,7 +54,7 @@ def run_headless(script: Path, workdir: Path, timeout_s: float) -> HeadlessRun:
     env = {k: v for k, v in os.environ.items() if k not in HIDDEN}
     env["XRAY_STATE_DIR"] = str(workdir / f"state-{script.stem}")
     done = subprocess.run(
-        [sys.executable, str(script), "--no-pause", "--json-trace", str(trace)],
+        [sys.executable, str(script), "--no-pause", "--json-trace", str(trace), *options],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

@@ -36,7 +36,7 @@ _TOKENS = re.compile(
 # cached depends on which process used it first); the kit's own keys (xray:…).
 _NOBODY = frozenset({names.SPY, names.UNKNOWN})
 _FRAMING = frozenset({"MULTI", "EXEC", "DISCARD", "SCRIPT"})
-_NOT_HOPS = frozenset({names.LOG, names.REDIS_COMMAND, names.EXPECTATION})
+_NOT_HOPS = frozenset({names.LOG, names.REDIS_COMMAND, names.REDIS_REPLY, names.EXPECTATION})
 _HOP_DETAIL = {"task.event": "type", "result.stored": "status"}
 
 
@@ -58,7 +58,8 @@ class Normaliser:
             command = [str(a) for a in e.get("command") or ()]
             if len(command) > 2 and command[0].upper() == "HSET" and command[1] == names.UNACKED:
                 tags.add(command[2])
-            if e.get("host"):
+            # A sender the spy could not name has its IP address as "host", not a host name.
+            if e.get("host") and e.get("role") not in _NOBODY:
                 hosts.add(str(e["host"]))
         return cls(frozenset(tags), frozenset(hosts))
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from demo.errors import KitError
 from demo.stack.procs import ProcessInfo, process_family
 
+STATS_TIMEOUT_S = 2.0  # how long the worker may take to answer `inspect stats`
+
 
 @dataclass(frozen=True)
 class PoolView:
@@ -28,7 +30,9 @@ def pool_processes(worker_pid: int) -> PoolView:
     return PoolView(*family)
 
 
-def stats_pool_pids(env: Mapping[str, str], nodename: str, timeout: float = 2.0) -> list[int]:
+def stats_pool_pids(
+    env: Mapping[str, str], nodename: str, *, timeout: float = STATS_TIMEOUT_S
+) -> list[int]:
     """The pool pids the worker itself reports (`inspect stats`), in its order.
 
     Not a Redis read: the command is PUBLISHed and the reply comes back on a list Celery

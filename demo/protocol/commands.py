@@ -166,8 +166,10 @@ _RULES: tuple[_Rule, ...] = (
 )
 
 
-def _key_of(args: Sequence[str]) -> str:
+def key_of(args: Sequence[str]) -> str:
     """The key a command acts on: for EVAL/EVALSHA the first declared KEYS entry."""
+    if not args:
+        return ""
     if args[0].upper() in ("EVAL", "EVALSHA"):
         has_keys = len(args) > 3 and args[2].isascii() and args[2].isdigit() and int(args[2]) > 0
         return args[3] if has_keys else ""
@@ -197,7 +199,7 @@ def describe(args: Sequence[str]) -> str:
     """One short phrase for what the command does in Celery terms. Never raises."""
     if not args:
         return ""
-    command, key = args[0].upper(), _key_of(args)
+    command, key = args[0].upper(), key_of(args)
     for rule in _rules_for(command):
         phrase = _apply(rule, args, key)
         if phrase is not None:
@@ -250,3 +252,33 @@ def short(args: Sequence[str], width: int = 120) -> str:
     cap = max(width // 2, 16)
     line = " ".join(_cut(str(arg), cap) for arg in args)
     return line if len(line) <= width else line[: width - 1] + "…"
+
+
+# Connection set-up and keep-alive chatter: every redis-py connection opens with HELLO 3,
+# CLIENT SETNAME/SETINFO (and asks for CLIENT MAINT_NOTIFICATIONS), kombu's adds PING. It
+# says nothing about Celery: the spy and the timeline leave it out of what they show.
+CHATTER = frozenset(
+    {
+        "PING",
+        "HELLO",
+        "AUTH",
+        "SELECT",
+        "ECHO",
+        "CLIENT SETNAME",
+        "CLIENT SETINFO",
+        "CLIENT MAINT_NOTIFICATIONS",
+    }
+)
+_CONTAINERS = ("CLIENT", "SCRIPT", "CONFIG")
+
+
+def command_name(args: Sequence[str]) -> str:
+    """The command's name, upper-cased; two words for a container (CLIENT SETNAME)."""
+    if not args:
+        return ""
+    head = args[0].upper()
+    return f"{head} {args[1].upper()}" if head in _CONTAINERS and len(args) > 1 else head
+
+
+def is_chatter(args: Sequence[str]) -> bool:
+    return command_name(args) in CHATTER

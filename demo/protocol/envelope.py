@@ -154,15 +154,16 @@ def decode_result(raw: str) -> dict[str, Any]:
     return meta
 
 
-def decode_body(raw: str) -> Any:
-    """The decoded body of any kombu message (a control command, an event, a task)."""
-    body, _, _ = _decode_body(_require_dict(_load_json(raw, "message"), "message"))
+def decode_body(raw: str, what: str = "message") -> Any:
+    """The decoded body of any kombu message (a control command, an event, a task);
+    EnvelopeError naming `what` when `raw` is not a message."""
+    body, _, _ = _decode_body(_require_dict(_load_json(raw, what), what))
     return body
 
 
 def decode_event_body(raw: str) -> list[dict[str, Any]]:
     """Decode an event PUBLISH payload into a list of event dicts (task.multi batches)."""
-    body, _, _ = _decode_body(_require_dict(_load_json(raw, "event message"), "event message"))
+    body = decode_body(raw, "event message")
     events = body if isinstance(body, list) else [body]
     return [_require_dict(event, "event") for event in events]
 
@@ -223,3 +224,12 @@ def summarise(env: Envelope) -> dict[str, object]:
         "priority": env.properties.get("priority"),
         "routing_key": routing_key,
     }
+
+
+def decode_control(raw: str) -> dict[str, Any]:
+    """Decode a control command PUBLISHed on the pidbox channel (`revoke`, `ping`, `inspect`
+    methods…): {method, arguments, destination, reply_to, ticket}, celery/app/control.py."""
+    command = _require_dict(decode_body(raw, "control message"), "control command")
+    if "method" not in command:
+        raise EnvelopeError("control command has no 'method'")
+    return command

@@ -1,8 +1,9 @@
-"""Trace events as evidence tables: log lines, Redis commands, hops, and a worker's processes."""
+"""Trace events as evidence tables: log lines, Redis commands, hops, tasks' lives, and a
+worker's processes."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from rich.table import Table
 from rich.text import Text
@@ -13,6 +14,7 @@ from demo.inspectors.pool import pool_processes
 from demo.protocol.commands import short
 from demo.trace import query
 from demo.trace.event import TraceEvent, args_of, is_hop, who
+from demo.trace.query import TaskLife
 
 
 def _cells(*values: object) -> list[Text]:
@@ -59,6 +61,30 @@ def hops_table(events: Sequence[TraceEvent], title: str = "trace hops") -> Table
     for e in filter(is_hop, events):
         details = ", ".join(f"{k}={v}" for k, v in e.items() if k not in skip)
         table.add_row(*_cells(_clock(e, t0), who(e), e["event"], details))
+    return table
+
+
+def _after(e: TraceEvent | None, t0: float) -> str:
+    return "—" if e is None else f"+{e['ts'] - t0:6.2f} s"
+
+
+def task_lives_table(
+    lives: Sequence[TaskLife],
+    t0: float,
+    labels: Mapping[str, str] | None = None,
+    title: str = "each task's life, seconds after the first publish",
+) -> Table:
+    """task | received by | received | started | ended | ran in: one row per task's life."""
+    table = Table(title=title, title_justify="left", expand=False)
+    for column in ("task", "received by", "received", "started", "ended", "ran in"):
+        table.add_column(column, no_wrap=True)
+    for life in lives:
+        table.add_row(
+            (labels or {}).get(life.task_id, life.task_id[:8]),
+            f"MainProcess {life.worker_pid}" if life.worker_pid else "—",
+            *(_after(life[hop], t0) for hop in ("task.received", "task.prerun", "task.postrun")),
+            f"child {life.child_pid}" if life.child_pid else "—",
+        )
     return table
 
 

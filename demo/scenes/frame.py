@@ -8,8 +8,9 @@ scenario exits 0 only if every expectation held. Every scenario is run the same 
 House style, so that a learner can read a scenario top to bottom: each step is
 `with s.step(title, why):` then act, `s.show(...)` the evidence, `s.expect(claim, held,
 detail)`; counts and timeouts are keyword arguments; a step reads what it needs from the
-timeline (demo.trace.query) instead of carrying variables from an earlier step; the Redis
-client a step needs is `s.redis`, which the frame closes.
+timeline (demo.trace.query) instead of carrying variables from an earlier step (a worker
+by its name, `s.worker(name)`; a task by its task name, `s.task_id(name)`); the Redis client
+a step needs is `s.redis`, which the frame closes.
 """
 
 from __future__ import annotations
@@ -31,12 +32,15 @@ from rich.console import Console, RenderableType
 from rich.markdown import Markdown
 from rich.panel import Panel
 
+from demo import names
 from demo.config import KitConfig
 from demo.errors import KitError
 from demo.spy.monitor import Spy
 from demo.stack.stack import Stack
 from demo.stack.worker import Worker
-from demo.trace.timeline import Timeline
+from demo.trace.timeline import Timeline, write_jsonl
+
+SHIPPED_S = 10.0  # how long a hop a process has already sent may take to reach the timeline
 
 
 @dataclass
@@ -51,8 +55,8 @@ class Expectation:
         """In the trace too: the docs' claims table is checked against what a run checked."""
         return {
             "ts": self.ts,
-            "event": "scenario.expectation",
-            "role": "scenario",
+            "event": names.EXPECTATION,
+            "role": names.SCENARIO,
             "pid": os.getpid(),
             "ppid": os.getppid(),
             "host": socket.gethostname(),
@@ -116,11 +120,39 @@ class Scenario:
     ) -> Worker:
         return self.stack.start_worker(name, extra=["-E", *(extra or [])], env=env)
 
+    def worker(self, name: str = "celery") -> Worker:
+        """The worker started as `name` by an earlier step: steps find it again by its name."""
+        found = [w for w in self.stack.workers if w.name == name]
+        if not found:
+            raise KitError(f"no worker named {name!r} was started")
+        return found[-1]
+
+    def task_id(self, task: str, *, timeout: float = SHIPPED_S) -> str:
+        """The id of the first task named `task` this scenario published."""
+        return self.published(task, timeout=timeout)[0]
+
     def flower(self, path: str = "") -> str:
         """Where Flower shows the same thing (started with --flower or when run by hand)."""
         if self.stack.flower is None:
             return f"Flower: not started (run with --flower to see /{path.lstrip('/')})"
         return f"Flower: {self.stack.flower.url}/{path.lstrip('/')}"
+
+    def published(
+        self, task: str, *, count: int = 1, timeout: float = 10.0, **criteria: Any
+    ) -> list[str]:
+        """The ids of the first `count` `task` messages this scenario published (its own
+        task.published hops, narrowed by `criteria`, e.g. routing_key=): how a step finds
+        the tasks of an earlier step without carrying them over."""
+        found = self.timeline.wait_until(
+            event="task.published",
+            task=task,
+            role=names.CLIENT,
+            count=count,
+            timeout=timeout,
+            what=f"{count} × {task} published by the scenario",
+            **criteria,
+        )
+        return [e.get("task_id", "") for e in found]
 
     def wait_for_reader(self) -> None:
         if self.pause:
@@ -142,14 +174,19 @@ def _options(argv: list[str] | None, doc: str) -> argparse.Namespace:
         help="write the merged trace, one JSON object a line",
     )
     parser.add_argument("--flower", action="store_true", help="start Flower beside the worker")
+    parser.add_argument(
+        "--monitor",
+        action="store_true",
+        help="also watch Redis with MONITOR (costly): it adds what no process recorded",
+    )
     return parser.parse_args(argv)
 
 
 def run(
     title: str, body: Callable[[Scenario], Any], doc: str = "", argv: list[str] | None = None
 ) -> int:
-    """Start the stack, the spy and the timeline, run `body`, stop everything; return the
-    exit code: 0 only if every expectation held."""
+    """Start the stack and the timeline (and MONITOR with --monitor), run `body`, stop
+    everything; return the exit code: 0 only if every expectation held."""
     options = _options(argv, doc)
     # A log file or a pipe gets 120 columns, not rich's 80: the tables stay readable.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
@@ -163,16 +200,23 @@ def run(
             stack.apply_env()
             if options.flower or pause:
                 stack.start_flower()
-            with Spy(stack.broker_url) as spy:
+            spy = Spy(stack.broker_url) if options.monitor else None
+            with spy if spy is not None else contextlib.nullcontext():
                 scenario = Scenario(title, stack, Timeline(stack.broker_url, spy), console, pause)
                 try:
                     body(scenario)
                 finally:
                     if options.json_trace:
-                        _let_the_trace_land(scenario)
+                        scenario.timeline.settle()
                         expectations = [e.as_event() for e in scenario.expectations]
                         scenario.timeline.write_jsonl(options.json_trace, expectations)
                         console.print(f"trace written to {options.json_trace}")
+                        if spy is not None:
+                            # Every line MONITOR saw, as the spy attributed it: the
+                            # independent record the capture is checked against.
+                            seen = monitor_path(options.json_trace)
+                            write_jsonl(seen, spy.events())
+                            console.print(f"what MONITOR saw written to {seen}")
                     scenario.close()
     except KitError as exc:
         console.print(f"[red]error:[/] {exc}")
@@ -183,14 +227,9 @@ def run(
     return _summary(console, scenario, time.monotonic() - started)
 
 
-def _let_the_trace_land(scenario: Scenario) -> None:
-    """Every process ships its hops in batches every FLUSH_INTERVAL_S, and the spy lags
-    Redis by a few ms: flush ours, give the others two intervals, then catch the spy up."""
-    from envoi_mails.xray import emitter, trace
-
-    trace.flush()
-    time.sleep(2 * emitter.FLUSH_INTERVAL_S)
-    scenario.timeline.settle()
+def monitor_path(json_trace: Path) -> Path:
+    """Where `--monitor --json-trace PATH` writes what MONITOR saw: PATH.monitor.jsonl."""
+    return json_trace.with_name(f"{json_trace.name}.monitor.jsonl")
 
 
 def _summary(console: Console, scenario: Scenario | None, elapsed: float) -> int:

@@ -1,33 +1,32 @@
-"""Helpers for scenarios 08 (pools compared) and 09 (two workers): who ran what, who wrote
-the result, who answered a broadcast, all read from the merged timeline.
+"""Narration for scenarios 08 (pools compared) and 09 (two workers): each pool seen three
+ways, who ran what, who answered a broadcast, what a warm shutdown looks like.
 
-Pure functions of trace events, rich tables of them, and a few reads with a deadline.
-Read-only on Redis, like demo.inspectors: nothing here writes to or deletes a key.
+Tables of what demo.trace.query finds on the merged timeline, and a few reads with a
+deadline. Read-only on Redis, like demo.inspectors: nothing here writes to or deletes a key.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import redis
 from rich.table import Table
 
+from demo import names
 from demo.errors import KitError
 from demo.inspectors import pool_processes
-from demo.scenes import processes as proc
-from demo.scenes import results as res
+from demo.stack import control
 from demo.stack.worker import Worker
-from demo.trace.event import TraceEvent, pid_of
+from demo.trace import messages as msg
+from demo.trace import query as q
+from demo.trace.event import TraceEvent, at, is_hop, pid_of
+from demo.trace.query import TaskLife
 from demo.trace.timeline import Timeline
 
-Event = TraceEvent
-RESULT_PREFIX = "celery-task-meta-"  # celery/backends/base.py KeyValueStoreBackend
-PIDBOX = "/0.celery.pidbox"  # kombu's fanout topic for the `celery.pidbox` exchange
-REPLY_SUFFIX = ".reply.celery.pidbox"  # <oid>.reply.celery.pidbox: one list per client
+INIT_HOPS = ("child.init", "worker.process_init")  # worker_process_init: in a child, or solo's
+INIT_S, STATS_S, INSPECT_S = 20.0, 2.0, 5.0  # waits: child.init hops, inspect stats, a broadcast
 
 
 @dataclass(frozen=True)
@@ -48,15 +47,13 @@ def look(tl: Timeline, kind: str, worker: Worker, env: Mapping[str, str]) -> Poo
     # solo: worker_process_init fires in the MainProcess, which the kit names honestly.
     init_hop = "worker.process_init" if kind == "solo" else "child.init"
     for pid in kids or ([worker.pid] if kind == "solo" else []):
-        proc.wait_hop(tl, init_hop, pid, timeout=20)
-    stats = res.worker_stats(env, worker.nodename)["pool"]
-    inits = sorted(
-        sender
-        for e in tl.events()
-        if e.get("event") in {"child.init", "worker.process_init"}
-        and (sender := e["pid"]) is not None
-        and worker.pid in (sender, e.get("ppid"))
-    )
+        what = f"the {init_hop} hop of pid {pid}"
+        tl.wait_for(event=init_hop, pid=pid, timeout=INIT_S, what=what)
+    stats = control.inspect_stats(env, worker.nodename, timeout=STATS_S)["pool"]
+    events = tl.events()
+    sent = [e for hop in INIT_HOPS for e in q.select(events, event=hop)]
+    mine = (e["pid"] for e in sent if worker.pid in (e["pid"], e.get("ppid")))
+    inits = sorted(pid for pid in mine if pid is not None)
     return PoolView(kind, worker.pid, kids, inits, stats)
 
 
@@ -71,35 +68,27 @@ def pools_table(views: Iterable[PoolView]) -> Table:
     return table
 
 
-def whoami_table(
-    rows: Mapping[str, tuple[int, Mapping[str, Any], Event | None, Event | None]],
-) -> Table:
-    """pool -> (MainProcess, what whoami returned, its task.prerun hop, its task.accepted hop)."""
+def whoami_table(rows: Mapping[str, tuple[int, Mapping[str, Any], TaskLife]]) -> Table:
+    """pool -> (MainProcess, what whoami returned, its life: the prerun and accepted hops)."""
     table = Table(title="who ran whoami", title_justify="left")
     for column in ("pool", "MainProcess", "returned pid", "ppid", "prerun hop pid", "accepted pid"):
         table.add_column(column)
-    for kind, (main, said, pre, acc) in rows.items():
-        cells = (main, said["pid"], said["ppid"], pid_of(pre), acc and acc.get("child_pid"))
+    for kind, (main, said, life) in rows.items():
+        accepted = life["task.accepted"]
+        child = accepted.get("child_pid") if accepted else None
+        cells = (main, said["pid"], said["ppid"], pid_of(life["task.prerun"]), child)
         table.add_row(kind, *map(str, cells))
     return table
 
 
-def hop(events: Iterable[Event], name: str, task_id: str) -> Event | None:
-    """The first `name` hop carrying this task id."""
-    return next((e for e in events if e.get("event") == name and e.get("task_id") == task_id), None)
-
-
-def hop_roles(events: Iterable[Event], pid: int) -> list[str]:
+def hop_roles(events: Iterable[TraceEvent], pid: int) -> list[str]:
     """The roles a process gave itself in its own hops (not the spy's guess, not log lines)."""
-    skip = ("log", "redis.command")
-    return sorted(
-        {str(e["role"]) for e in events if e.get("pid") == pid and e["event"] not in skip}
-    )
+    return sorted({e["role"] for e in q.select(events, pid=pid) if is_hop(e)})
 
 
 def solo_role_note(roles: Sequence[str]) -> str:
     """What to say about the roles a solo MainProcess gave itself in its hops."""
-    if "pool-child" not in roles:
+    if names.POOL_CHILD not in roles:
         return "Under solo the MainProcess's hops all say worker-main, as the spy does."
     return (
         "[yellow]Under solo the kit's hops call the MainProcess `pool-child` once solo fired "
@@ -108,112 +97,8 @@ def solo_role_note(roles: Sequence[str]) -> str:
     )
 
 
-def brpops(
-    events: Iterable[Event], pid: int, queue: str, after: float, before: float
-) -> list[Event]:
-    """The BRPOPs on `queue` that `pid` sent strictly between two moments."""
-    return [
-        e
-        for e in events
-        if e.get("pid") == pid
-        and proc.is_command(e, "BRPOP", queue)
-        and after < float(e["ts"]) < before
-    ]
-
-
-def who(e: Event | None) -> tuple[str, int, int]:
-    """(role, pid, ppid) of the sender; ("", 0, 0) for an event never seen."""
-    if e is None:
-        return ("", 0, 0)
-    return e["role"], e["pid"] or 0, e.get("ppid") or 0
-
-
-def wait_brpop(tl: Timeline, pid: int, queue: str, timeout: float = 15.0) -> Event:
-    """The first BRPOP on `queue` sent by `pid`, waiting for it on the timeline."""
-
-    def asked(e: Event) -> bool:
-        return proc.is_command(e, "BRPOP", queue) and e.get("pid") == pid
-
-    return tl.wait_for(asked, timeout=timeout, what=f"a BRPOP {queue} from pid {pid}")
-
-
-def hop_is(e: Event, name: str, pid: int) -> bool:
-    return e.get("event") == name and e.get("pid") == pid
-
-
-def offline_of(pid: int) -> Callable[[Event], bool]:
-    """A predicate: `pid` PUBLISHed worker-offline (celery/worker/heartbeat.py, Heart.stop)."""
-    return lambda e: (
-        proc.is_command(e, "PUBLISH")
-        and str(e["command"][1]).endswith(".celeryev/worker.offline")
-        and e.get("pid") == pid
-    )
-
-
-def moments(rows: Sequence[tuple[str, float | None, int | None]], t0: float) -> Table:
-    """what | when (s after t0) | which pid: a few moments of one story, in time order."""
-    table = Table(title="the warm shutdown, seconds after worker-offline", title_justify="left")
-    for column in ("moment", "when", "pid"):
-        table.add_column(column, no_wrap=True)
-    for what, when, pid in sorted(rows, key=lambda row: row[1] or 1e18):
-        at = f"+{when - t0:5.2f} s" if when else "not seen"
-        table.add_row(what, at, str(pid if pid is not None else "—"))
-    return table
-
-
-def setex(events: Iterable[Event], task_id: str) -> Event | None:
-    """The spy's SETEX of the task's result key: who really wrote the result."""
-    key = RESULT_PREFIX + task_id
-    return next((e for e in events if proc.is_command(e, "SETEX", key)), None)
-
-
-@dataclass(frozen=True)
-class Run:
-    """One task's life on one worker, from its hops: received, started, ended, by whom."""
-
-    label: str
-    task_id: str
-    received: float
-    started: float
-    ended: float
-    received_by: int  # pid of the task.received hop (the worker's MainProcess)
-    ran_in: int  # pid of the task.prerun hop
-    role: str  # the role that process gave itself in that hop
-
-
-def wait_runs(tl: Timeline, labels: Mapping[str, str], timeout: float) -> dict[str, Run]:
-    """label -> Run, once every task id in `labels` has its task.postrun hop on the timeline."""
-    end = time.monotonic() + timeout
-    while True:
-        events = tl.events()
-        found = {
-            tid: [hop(events, n, tid) for n in ("task.received", "task.prerun", "task.postrun")]
-            for tid in labels
-        }
-        if all(all(h is not None for h in hops) for hops in found.values()):
-            break
-        if time.monotonic() >= end:
-            missing = [labels[t] for t, hops in found.items() if any(h is None for h in hops)]
-            raise KitError(f"not ended within {timeout} s: {', '.join(missing)}")
-        time.sleep(0.05)
-    runs = {}
-    for tid, (got, pre, post) in found.items():
-        assert got is not None and pre is not None and post is not None  # checked above
-        runs[labels[tid]] = Run(
-            labels[tid],
-            tid,
-            float(got["ts"]),
-            float(pre["ts"]),
-            float(post["ts"]),
-            (got["pid"] or 0),
-            (pre["pid"] or 0),
-            str(pre.get("role")),
-        )
-    return runs
-
-
-def runs_table(runs: Iterable[Run], t0: float, title: str) -> Table:
-    """task | received | started | ended | received by | ran in (pid, role)."""
+def lives_table(lives: Mapping[str, TaskLife], t0: float, title: str) -> Table:
+    """label -> a task's life: received | started | ended | received by | ran in (pid, role)."""
     table = Table(title=title, title_justify="left")
     for column in (
         "task",
@@ -224,87 +109,119 @@ def runs_table(runs: Iterable[Run], t0: float, title: str) -> Table:
         "ran in (its hop's role)",
     ):
         table.add_column(column, no_wrap=True)
-    for r in runs:
-        at = [f"+{ts - t0:5.2f} s" for ts in (r.received, r.started, r.ended)]
-        table.add_row(r.label, *at, str(r.received_by), f"{r.ran_in} ({r.role})")
+    for label, life in lives.items():
+        hops = ("task.received", "task.prerun", "task.postrun")
+        when = [f"+{at(life[hop]) - t0:5.2f} s" for hop in hops]
+        ran = life["task.prerun"]
+        role = ran["role"] if ran else "?"
+        table.add_row(label, *when, str(life.worker_pid), f"{life.child_pid} ({role})")
     return table
 
 
-def ts(e: Event | None) -> float:
-    """An event's time; 0.0 for a missing event."""
-    return e["ts"] if e is not None else 0.0
-
-
-def since(events: Iterable[Event], after: float) -> list[Event]:
-    return [e for e in events if float(e.get("ts") or 0.0) > after]
+def share_table(
+    events: Sequence[TraceEvent], workers: Mapping[str, int], task_ids: Iterable[str], title: str
+) -> Table:
+    """One row per worker (node -> MainProcess pid): how many of the tasks it received, and
+    which of its children ran them (the prerun hop's ppid: the child may be gone)."""
+    table = Table(title=title, title_justify="left")
+    for column in ("worker", "MainProcess", "received", "ran in (child pid: tasks)"):
+        table.add_column(column, no_wrap=True)
+    ids = list(task_ids)
+    for node, pid in workers.items():
+        mine = [t for t in ids if q.first(events, event="task.received", task_id=t, pid=pid)]
+        counts: dict[int, int] = {}
+        for run in (q.first(events, event="task.prerun", task_id=t, ppid=pid) for t in mine):
+            if run is not None and run["pid"] is not None:
+                counts[run["pid"]] = counts.get(run["pid"], 0) + 1
+        kids = ", ".join(f"{k}: {n}" for k, n in sorted(counts.items())) or "—"
+        table.add_row(node, str(pid), str(len(mine)), kids)
+    return table
 
 
 @dataclass(frozen=True)
-class Broadcast:
-    """One `inspect`/`control` broadcast as the spy saw it."""
+class Broadcast(msg.ControlCommand):
+    """One `inspect`/`control` broadcast as the spy saw it: its PUBLISH on the pidbox, and
+    what answered it."""
 
-    publish: Event  # PUBLISH /0.celery.pidbox by the client
-    body: dict[str, Any]  # the command it carried: method, destination, reply_to, ticket
-    replies: tuple[Event, ...]  # LPUSH <oid>.reply.celery.pidbox, one per answering worker
-    reads: tuple[Event, ...]  # the client's BRPOPs on that reply list
+    replies: tuple[TraceEvent, ...]  # LPUSH <oid>.reply.celery.pidbox, one per answering worker
+    reads: tuple[TraceEvent, ...]  # the client's BRPOPs on that reply list
 
 
-def broadcast(events: Sequence[Event], method: str, after: float) -> Broadcast:
+def read_broadcast(events: Sequence[TraceEvent], method: str, after: float) -> Broadcast:
     """The last PUBLISH of `method` on the pidbox after `after`, the LPUSHes answering it
     and the BRPOPs that read them. Call it after tl.settle(): the spy must have seen them."""
-    published = [
-        (e, proc.event_body(e)) for e in proc.published(since(events, after), ".celery.pidbox")
-    ]
-    mine = [(e, body) for e, body in published if body.get("method") == method]
-    if not mine:
-        raise KitError(f"no PUBLISH of `{method}` on {PIDBOX} seen: is the spy running?")
-    publish, body = mine[-1]
-    reply_list = str(body["reply_to"]["routing_key"]) + REPLY_SUFFIX
-    later = since(events, float(publish["ts"]))
-    replies = tuple(e for e in later if proc.is_command(e, "LPUSH", reply_list))
-    reads = tuple(e for e in later if proc.is_command(e, "BRPOP", reply_list))
-    return Broadcast(publish, body, replies, reads)
+    sent = msg.control_commands(events, method, since=after)
+    if not sent:
+        raise KitError(f"no PUBLISH of `{method}` on the pidbox seen: is the spy running?")
+    command, later = sent[-1], q.since(events, sent[-1].ts)
+    if command.reply_list is None:
+        raise KitError(f"`{method}` was broadcast without reply_to: no worker answers it")
+    replies = tuple(q.select(later, command="LPUSH", key=command.reply_list))
+    reads = tuple(q.select(later, command="BRPOP", key=command.reply_list))
+    return Broadcast(command.event, command.body, replies, reads)
 
 
 def inspect(
-    tl: Timeline, r: redis.Redis, env: Mapping[str, str], method: str, workers: int
+    tl: Timeline, env: Mapping[str, str], method: str, *, workers: int, timeout: float = INSPECT_S
 ) -> tuple[dict[str, Any], Broadcast]:
     """`celery inspect METHOD` to every worker, done once `workers` replies came in (without
     a limit, a broadcast waits out its timeout: it cannot know how many will answer); the
     replies, and the broadcast as the spy saw it."""
-    from demo.stack.control import control_app  # imports celery: only when asked
-
     asked = time.time()
-    inspector = control_app(env).control.inspect(limit=workers, timeout=5)
-    replies: dict[str, Any] = getattr(inspector, method)() or {}
+    replies = control.inspect_all(env, method, workers=workers, timeout=timeout)
     tl.settle()  # the spy has shown every reply by now
-    return replies, broadcast(tl.events(), method, asked)
+    return replies, read_broadcast(tl.events(), method, asked)
+
+
+def busy_and_idle(
+    tl: Timeline, task_id: str, workers: Collection[Worker], *, timeout: float
+) -> tuple[TraceEvent, Worker, Worker]:
+    """The task's task.prerun, the worker whose child runs it (the hop's ppid), the other one."""
+    pre = tl.wait_for(event="task.prerun", task_id=task_id, timeout=timeout, what="its prerun")
+    busy = [w for w in workers if w.pid == pre.get("ppid")]
+    idle = [w for w in workers if w.pid != pre.get("ppid")]
+    if len(busy) != 1 or len(idle) != 1:
+        raise KitError(f"task {task_id} runs in pid {pre['pid']}: not one of two workers' child")
+    return pre, busy[0], idle[0]
+
+
+def moments(rows: Sequence[tuple[str, float | None, int | None]], t0: float) -> Table:
+    """what | when (s after t0) | which pid: a few moments of one story, in time order."""
+    table = Table(title="the warm shutdown, seconds after worker-offline", title_justify="left")
+    for column in ("moment", "when", "pid"):
+        table.add_column(column, no_wrap=True)
+    for what, when, pid in sorted(rows, key=lambda row: row[1] or float("inf")):
+        said = f"+{when - t0:5.2f} s" if when else "not seen"
+        table.add_row(what, said, str(pid if pid is not None else "—"))
+    return table
 
 
 @dataclass(frozen=True)
 class WarmStop:
     """A worker's warm shutdown while one of its children ran a task, from the trace."""
 
-    offline: Event  # its PUBLISH of worker-offline
-    postrun: Event | None  # the running task's task.postrun hop, if seen
-    shutdown: Event | None  # its worker.shutdown hop, if seen
+    offline: TraceEvent  # its PUBLISH of worker-offline
+    postrun: TraceEvent | None  # the running task's task.postrun hop, if seen
+    shutdown: TraceEvent | None  # its worker.shutdown hop, if seen
     exits: dict[int, float]  # child pid -> ts of its child.shutdown hop
 
     @classmethod
-    def read(cls, events: Sequence[Event], offline: Event, task_id: str) -> WarmStop:
+    def read(cls, events: Sequence[TraceEvent], offline: TraceEvent, task_id: str) -> WarmStop:
         pid = offline["pid"]
-        down = next(
-            (e for e in events if e.get("event") == "worker.shutdown" and e["pid"] == pid), None
-        )
         exits = {
-            (e["pid"] or 0): float(e["ts"])
-            for e in events
-            if e.get("event") == "child.shutdown" and e.get("ppid") == pid
+            e["pid"]: e["ts"]
+            for e in q.select(events, event="child.shutdown", ppid=pid)
+            if e["pid"] is not None
         }
-        return cls(offline, hop(events, "task.postrun", task_id), down, exits)
+        return cls(
+            offline,
+            q.first(events, event="task.postrun", task_id=task_id),
+            q.first(events, event="worker.shutdown", pid=pid),
+            exits,
+        )
 
     def table(self) -> Table:
-        def row(what: str, e: Event | None) -> tuple[str, float | None, int | None]:
+        def row(what: str, e: TraceEvent | None) -> tuple[str, float | None, int | None]:
             return (what, e["ts"] if e else None, e["pid"] if e else None)
 
         rows = [
@@ -313,49 +230,3 @@ class WarmStop:
         ]
         rows += [(f"child {k} exits", ts, k) for k, ts in self.exits.items()]
         return moments([*rows, row("worker.shutdown hop", self.shutdown)], self.offline["ts"])
-
-
-def received_by(events: Iterable[Event], task_ids: Iterable[str]) -> dict[str, list[int]]:
-    """task id -> the pids of every task.received hop for it (one per delivery)."""
-    found: dict[str, list[int]] = {tid: [] for tid in task_ids}
-    for e in events:
-        if e.get("event") == "task.received" and e.get("task_id") in found:
-            found[str(e["task_id"])].append(e["pid"] or 0)
-    return found
-
-
-def share_table(
-    workers: Mapping[str, int],
-    got: Mapping[str, Sequence[int]],
-    ran: Mapping[str, int],
-    children: Mapping[int, int],
-    title: str,
-) -> Table:
-    """One row per worker: its MainProcess, how many tasks it received, which children ran them.
-
-    `children` maps a child pid to its parent, read from the hops (the child may be gone)."""
-    table = Table(title=title, title_justify="left")
-    for column in ("worker", "MainProcess", "received", "ran in its children (pid: tasks)"):
-        table.add_column(column, no_wrap=True)
-    for node, pid in workers.items():
-        mine = [tid for tid, pids in got.items() if pid in pids]
-        counts: dict[int, int] = {}
-        for tid in mine:
-            if children.get(ran.get(tid, -1)) == pid:
-                counts[ran[tid]] = counts.get(ran[tid], 0) + 1
-        kids = ", ".join(f"{k}: {n}" for k, n in sorted(counts.items())) or "—"
-        table.add_row(node, str(pid), str(len(mine)), kids)
-    return table
-
-
-def parents(events: Iterable[Event]) -> dict[int, int]:
-    """pid -> ppid for every process that sent a trace hop (the spy's events included)."""
-    return {(e["pid"] or 0): (e.get("ppid") or 0) for e in events if e.get("pid") and e.get("ppid")}
-
-
-def log_lines(log: Path, needle: str) -> list[str]:
-    """The lines of a worker's log file containing `needle`: what Celery printed with
-    `safe_say` (straight to stdout, not through logging, so not in the trace)."""
-    if not log.exists():
-        return []
-    return [line.strip() for line in log.read_text(errors="replace").splitlines() if needle in line]

@@ -30,6 +30,7 @@ from envoi_mails.xray import emitter, process
 CONTROL_NAME = names.SPY_CLIENT_NAME  # the spy's own CLIENT LIST connection: filtered too
 REFRESH_EVERY_S = 0.05  # at most one psutil scan + CLIENT LIST per 50 ms
 NEGATIVE_TTL_S = 2.0  # an address no refresh could place stays unknown this long
+NAMES_KEPT = 10_000  # connection names remembered, newest last
 _VALUE_OPTIONS = {"-A", "--app", "-b", "--broker", "--result-backend", "--loader", "--config"}
 _BY_TAG = {("ZADD", names.UNACKED_INDEX), ("ZREM", names.UNACKED_INDEX), ("HDEL", names.UNACKED)}
 _EVAL = {"EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO", "FCALL", "FCALL_RO"}
@@ -43,6 +44,7 @@ class Sender:
     pid: int | None
     ppid: int | None
     name: str | None
+    host: str | None = None  # a host named by the connection's name; None: this one
 
 
 UNKNOWN = Sender(names.UNKNOWN, None, None, None)
@@ -145,6 +147,10 @@ class DeliveryTags:
             found = next((self._tags[a] for a in args[2:] if a in self._tags), None)
         return found
 
+    def learn(self, tag: str, task: str | None) -> None:
+        """A tag learnt elsewhere (BRPOP's reply names the message it delivered)."""
+        self._remember(tag, task)
+
     def _remember(self, tag: str | None, task: str | None) -> None:
         if tag and task:
             self._tags[tag] = task
@@ -175,7 +181,10 @@ class Attributor:
         self._url = redis_url
         self._redis: redis.Redis | None = None
         self._pids: dict[tuple[str, int], int] = {}
-        self._names: dict[str, str] = {}
+        # addr -> connection name: from CLIENT SETNAME lines and from CLIENT LIST. Kept after
+        # the connection closes (the reader may reach its lines later), until HELLO says the
+        # address is a new connection; bounded, oldest first.
+        self._names: OrderedDict[str, str] = OrderedDict()
         self._missing: dict[str, float] = {}
         self._procs: dict[int, tuple[str, int | None]] = {}
         self._last_refresh = float("-inf")
@@ -196,6 +205,13 @@ class Attributor:
             if where not in self._pids:
                 self._missing[addr] = time.monotonic() + NEGATIVE_TTL_S
         name = self._names.get(addr) or None
+        named = process.parse_connection_name(name) if name else None
+        if named is not None:
+            # The app names each connection role-pid@host when it connects: that holds on
+            # any host, where the OS's socket table only knows this one.
+            role, named_pid, host = named
+            ppid = self._process(named_pid)[1] if host == self.host else None
+            return Sender(role, named_pid, ppid, name, None if host == self.host else host)
         pid = self._pids.get(where)
         if pid is None:
             return Sender(names.KIT if _is_kit(name) else names.UNKNOWN, None, None, name)
@@ -212,7 +228,15 @@ class Attributor:
 
     def learn_name(self, addr: str, name: str) -> None:
         """CLIENT SETNAME (or HELLO … SETNAME) seen on the wire."""
-        self._names[addr] = name
+        self._remember_names({addr: name})
+
+    def _remember_names(self, found: dict[str, str]) -> None:
+        for addr, name in found.items():
+            if name or addr not in self._names:
+                self._names[addr] = name
+                self._names.move_to_end(addr)
+        while len(self._names) > NAMES_KEPT:
+            self._names.popitem(last=False)
 
     def close(self) -> None:
         if self._redis is not None:
@@ -233,7 +257,7 @@ class Attributor:
             live = set(self._pids.values())
             self._procs = {pid: known for pid, known in self._procs.items() if pid in live}
         with contextlib.suppress(redis.RedisError, OSError):
-            self._names = parse_client_list(self._client_list()) or self._names
+            self._remember_names(parse_client_list(self._client_list()))
         now = time.monotonic()
         self._missing = {addr: until for addr, until in self._missing.items() if until > now}
 

@@ -20,13 +20,11 @@ from urllib.parse import unquote, urlsplit
 
 from demo import names
 from demo.errors import KitError
-from demo.protocol.commands import describe
+from demo.protocol.commands import CHATTER, describe
 from demo.spy.attribution import Attributor, DeliveryTags, LuaSenders, Sender, split_addr
 from demo.spy.monitor_line import MonitorLine, parse_monitor_line
 
-# Connection set-up and keep-alive chatter, left out of the events: every redis-py
-# connection opens with HELLO 3 (kombu's with PING too), which says nothing about Celery.
-NOISE = frozenset({"PING", "HELLO", "AUTH", "SELECT", "ECHO", "CLIENT SETNAME", "CLIENT SETINFO"})
+NOISE = CHATTER  # left out of the events (demo.protocol.commands.CHATTER)
 TRACE_STREAM = names.TRACE_STREAM  # the kit's own stream: its XADDs are never shown
 ARG_CAP = 16 * 1024  # characters kept per argument: an envelope fits, a huge value does not
 MAX_LINE = 64 * 1024 * 1024  # a longer MONITOR line is dropped rather than buffered
@@ -246,7 +244,9 @@ class Spy:
 
     def _build(self, line: MonitorLine, sender: Sender, task_id: str | None) -> Event:
         where = split_addr(line.addr)
-        host = self.attributor.host if sender.pid is not None else (where[0] if where else None)
+        host = sender.host or (
+            self.attributor.host if sender.pid is not None else (where[0] if where else None)
+        )
         event: Event = {
             "ts": line.ts,
             "event": names.REDIS_COMMAND,

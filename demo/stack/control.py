@@ -99,3 +99,12 @@ def pings(env: Mapping[str, str], nodename: str, *, timeout: float) -> bool:
     """True if NODENAME answers `celery inspect ping` within `timeout`."""
     replies = control_app(env).control.ping(destination=[nodename], timeout=timeout)
     return any(nodename in reply for reply in replies or [])
+
+
+def add_consumer(env: Mapping[str, str], nodename: str, queue: str, *, timeout: float) -> None:
+    """`celery control add_consumer QUEUE -d NODENAME`: the worker starts consuming QUEUE."""
+    replies = control_app(env).control.add_consumer(
+        queue, destination=[nodename], reply=True, timeout=timeout
+    )
+    if not any(nodename in reply for reply in replies or []):
+        raise KitError(f"worker {nodename} did not confirm add_consumer {queue} in {timeout:g} s")

@@ -169,6 +169,18 @@ def process_family(pid: int) -> tuple[ProcessInfo, tuple[ProcessInfo, ...]] | No
     return head, tuple(children)
 
 
+def log_lines(log: Path, containing: str) -> list[str]:
+    """The lines of a log file that contain `containing`, stripped.
+
+    What a worker prints outside logging (billiard's own lines, Celery's `safe_say`) is only
+    in its log file, not in the trace.
+    """
+    if not log.exists():
+        return []
+    text = log.read_text(errors="replace")
+    return [line.strip() for line in text.splitlines() if containing in line]
+
+
 def stop_process(proc: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
     """SIGTERM the process and everything it forked; SIGKILL what is left after `grace_s`.
 

@@ -73,6 +73,8 @@ class RedisServer(Part):
     port: int = 0
     prefer_tutorial_port: bool = False
     folder: Path | None = None
+    # Loopback by default; a second host (demo.stack.netns) adds its end of the veth pair.
+    bind: tuple[str, ...] = ("127.0.0.1",)
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
     _temporary: Path | None = field(default=None, init=False, repr=False)
 
@@ -94,7 +96,11 @@ class RedisServer(Part):
                 "--port",
                 str(self.port),
                 "--bind",
-                "127.0.0.1",
+                " ".join(self.bind),
+                # Off only when a second host must reach it over its private veth link:
+                # protected mode refuses any non-loopback client without a password.
+                "--protected-mode",
+                "yes" if self.bind == ("127.0.0.1",) else "no",
                 "--save",
                 "",
                 "--appendonly",

@@ -25,13 +25,16 @@ class Worker(Part):
     log: Path
     name: str = "celery"
     extra: list[str] = field(default_factory=list)
+    # Runs the command elsewhere: a second host's `ip netns exec …` (demo.stack.netns).
+    launcher: list[str] = field(default_factory=list)
+    hostname: str | None = None  # that host's name; None: this machine's
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
     def nodename(self) -> str:
         import socket
 
-        return f"{self.name}@{socket.gethostname()}"
+        return f"{self.name}@{self.hostname or socket.gethostname()}"
 
     @property
     def command(self) -> list[str]:
@@ -48,10 +51,15 @@ class Worker(Part):
 
     def start(self, deadline_s: float = 30.0) -> Worker:
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        self._spawn(
-            [sys.executable, "-m", *self.command], log=self.log, env={**os.environ, **self.env}
-        )
-        wait_until(self._answers_ping, deadline_s, f"worker {self.nodename}", self.proc, self.log)
+        argv = [*self.launcher, sys.executable, "-m", *self.command]
+        self._spawn(argv, log=self.log, env={**os.environ, **self.env})
+        try:
+            wait_until(
+                self._answers_ping, deadline_s, f"worker {self.nodename}", self.proc, self.log
+            )
+        except BaseException:
+            self.stop()  # a worker that never answered must not outlive the failed start
+            raise
         return self
 
     def _answers_ping(self) -> bool:

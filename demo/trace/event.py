@@ -17,6 +17,7 @@ from typing import Any, TypedDict
 from typing_extensions import NotRequired
 
 from demo import names
+from demo.protocol import commands
 
 
 class TraceEvent(TypedDict):
@@ -36,6 +37,12 @@ class TraceEvent(TypedDict):
     addr: NotRequired[str]  # the sender's address as Redis saw it
     db: NotRequired[int]
     via: NotRequired[str]  # "lua" when a script ran it
+    server: NotRequired[str]  # the Redis it went to, as the sender knew it (captured)
+    pipe: NotRequired[int]  # the pipeline (MULTI … EXEC included) it was sent in (captured)
+    seen_as: NotRequired[str]  # MONITOR only: who the spy guessed sent it
+    # redis.reply
+    reply_to: NotRequired[str]  # the command whose reply this is (BRPOP)
+    delivery_tag: NotRequired[str]
     # log
     message: NotRequired[str]
     logger: NotRequired[str]
@@ -102,9 +109,9 @@ def command_name(e: TraceEvent) -> str:
 
 
 def key_of(e: TraceEvent) -> str:
-    """The first argument of a Redis command: its key or channel ("" if none)."""
-    args = e.get("command")
-    return args[1] if args and len(args) > 1 else ""
+    """The key (or channel) a Redis command acts on ("" if none): its first argument, and
+    for a script (EVAL, EVALSHA) the first of the KEYS it declares, which it works on."""
+    return commands.key_of(e.get("command", []))
 
 
 def is_command(e: TraceEvent) -> bool:
@@ -112,8 +119,8 @@ def is_command(e: TraceEvent) -> bool:
 
 
 def is_hop(e: TraceEvent) -> bool:
-    """A step some process recorded: neither a Redis command nor a log line."""
-    return e["event"] not in (names.REDIS_COMMAND, names.LOG)
+    """A step some process recorded: neither a Redis command (nor its reply) nor a log line."""
+    return e["event"] not in (names.REDIS_COMMAND, names.REDIS_REPLY, names.LOG)
 
 
 def at(e: TraceEvent | None) -> float:

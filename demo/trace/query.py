@@ -172,6 +172,12 @@ def result_writes(events: Iterable[TraceEvent], task_id: str) -> list[ResultWrit
     return found
 
 
+def returned(events: Iterable[TraceEvent], task_id: str) -> Any:
+    """What the task returned, as its last SUCCESS write stored it; None if none was stored."""
+    done = [write for write in result_writes(events, task_id) if write.status == "SUCCESS"]
+    return (done[-1].meta or {}).get("result") if done else None
+
+
 # -- a task's life --------------------------------------------------------------------------
 
 # The hops of a task's life, in the order they happen for a successful task.
@@ -282,3 +288,13 @@ def children(events: Sequence[TraceEvent], worker_pid: int) -> list[Child]:
             )
         )
     return found
+
+
+def task_logs(events: Iterable[TraceEvent], task_id: str) -> list[TraceEvent]:
+    """The log lines about one task: its id in their fields or in their text (a worker's
+    `Discarding revoked task: add[<id>]` names it only in the text)."""
+    return [
+        e
+        for e in select(events, event=names.LOG)
+        if e.get("task_id") == task_id or task_id in e.get("message", "")
+    ]

@@ -136,7 +136,10 @@ def _command_text(command: list[str]) -> tuple[str, str]:
 
 
 def _dropped(event: Mapping[str, Any]) -> bool:
-    """True for Redis commands that say nothing about the task: the spy's own, MULTI/EXEC."""
+    """True for Redis commands that say nothing about the task: the spy's own, MULTI/EXEC;
+    and for a command's reply, which its command's arrow already stands for."""
+    if event.get("event") == names.REDIS_REPLY:
+        return True
     if event.get("event") != names.REDIS_COMMAND:
         return False
     command = _command(event)

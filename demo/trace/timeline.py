@@ -10,6 +10,7 @@ demo.trace.query; waiting for them goes through `wait_for` / `wait_until` here.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections import deque
 from collections.abc import Iterable
@@ -21,8 +22,9 @@ import redis
 
 from demo import names
 from demo.errors import KitError
+from demo.protocol.commands import is_chatter
 from demo.spy.monitor import Spy
-from demo.trace import query
+from demo.trace import capture, query
 from demo.trace.event import TraceEvent, args_of, normalise
 from demo.trace.query import Predicate, TaskLife
 from demo.trace.wait import wait_until
@@ -43,15 +45,26 @@ Event = dict[str, Any]
 
 
 MARKER_PREFIX = f"{names.KIT_PREFIX}-barrier-"
+SHIP_MARGIN_S = 0.1  # an emitter's XADD itself, after its flush interval
+LOOKBACK_MS = 1000  # "from now" includes the entries of the last second (see __init__)
 
 
-def _is_marker(event: TraceEvent) -> bool:
+def is_marker(event: TraceEvent) -> bool:
     command = args_of(event)
     return len(command) == 2 and command[1].startswith(MARKER_PREFIX)
 
 
 def _ts(event: TraceEvent) -> float:
     return event["ts"]
+
+
+def write_jsonl(path: str | Path, events: Iterable[Any]) -> int:
+    """Write events to path, one JSON object a line, ordered by ts; return the count."""
+    ordered = sorted(events, key=lambda e: float(e["ts"]))
+    with Path(path).open("w", encoding="utf-8") as out:
+        for event in ordered:
+            out.write(json.dumps(event, default=str, ensure_ascii=False) + "\n")
+    return len(ordered)
 
 
 def read_jsonl(path: str | Path) -> list[TraceEvent]:
@@ -84,38 +97,63 @@ class Timeline:
         # Bounded like the stream itself: older events are gone from Redis anyway.
         self._trace: deque[TraceEvent] = deque(maxlen=EVENTS_MAX)
         self._roles: dict[int, str] = {}
+        self._ingest = capture.Ingest()
+        self._captured = False  # whether any process recorded its own commands
         self.undecodable = 0
         try:
             last = self._redis.xrevrange(STREAM, "+", "-", count=1)
         except redis.RedisError as exc:
             raise KitError(f"cannot read the trace stream {STREAM} at {redis_url}: {exc}") from None
-        # Only the newest entry's id is needed here, not its events.
-        self._cursor = str(last[0][0]) if last and not history else "0-0"
+        # Only the newest entry's id is needed here, not its events. "From now" starts a
+        # little before it (in Redis's own clock: an entry id is its XADD's millisecond):
+        # a process ships what it recorded up to a flush interval late, so a command sent
+        # just before this timeline started may be in an entry XADDed just before it too.
+        self._cursor = "0-0"
+        if last and not history:
+            last_ms = int(str(last[0][0]).split("-")[0])
+            self._cursor = f"{max(last_ms - LOOKBACK_MS, 0)}-0"
 
     def events(self) -> list[TraceEvent]:
-        """Every event since construction (trace and spy), ordered by ts.
+        """Every event since construction, ordered by ts: what the processes recorded (hops,
+        logs, their Redis commands) and, with a spy, what MONITOR saw that none recorded.
 
-        A spy event whose role is only a guess ("unknown", "client") takes the role its
-        pid declared in its own trace events: the process knows what it is.
+        With no process recording its commands (XRAY_COMMANDS=0), MONITOR is the only
+        source of commands: its events keep the spy's attribution, and a role that is only
+        a guess ("unknown", "client") takes the role its pid declared in its own hops.
         """
         self._pull()
         spied = []
         for raw in self._spy.events() if self._spy else []:
             event = normalise(raw)
-            if event is not None and not _is_marker(event):
+            if event is not None and not is_marker(event):
                 spied.append(self._relabel(event))
+        if spied and self._captured:
+            spied = capture.uncaptured(spied, self._trace, now=time.time())
         return sorted([*self._trace, *spied], key=_ts)
 
     def settle(self, timeout: float = 5.0) -> None:
-        """Return once the spy has shown every command sent before this call.
+        """Return once every command sent before this call is on the timeline.
 
-        MONITOR reports commands in the order Redis ran them: once the spy shows a marker
+        Each process ships what it recorded every FLUSH_INTERVAL_S: after two intervals
+        (and a margin for the XADD itself), all that was sent before is in the stream. With
+        a spy, MONITOR reports commands in the order Redis ran them: once it shows a marker
         read sent now, it has shown all that came before. A check that something did NOT
-        happen, or a trace written to a file, is only complete after this. The marker goes
-        on an unnamed connection (the spy hides the kit's named ones) and is then hidden.
+        happen, or a trace written to a file, is only complete after this.
         """
+        from envoi_mails.xray import emitter, trace
+
+        trace.flush()
+        shipped = time.time() + 2 * emitter.FLUSH_INTERVAL_S + SHIP_MARGIN_S
+        wait_until(
+            lambda: time.time() >= shipped,
+            timeout=timeout,
+            what="the processes shipping what they recorded",
+            poll_s=0.02,
+        )
         if self._spy is None:
             return
+        # The marker goes on an unnamed connection (the spy hides the kit's named ones)
+        # and is then hidden, from the spy's events and from this process's own capture.
         marker = f"{MARKER_PREFIX}{uuid.uuid4()}"
         with redis.Redis(connection_pool=self._marker_pool) as client:
             client.exists(marker)
@@ -152,8 +190,10 @@ class Timeline:
 
         All at once, not one at a time: several processes ship their events on their own
         0.1 s ticks, so a later event may land first. KitError at the deadline, saying how
-        many of `count` were seen.
+        many of `count` were seen. With `count=0`, [] at once.
         """
+        if count <= 0:
+            return []
         by_criteria = query.where(**criteria)
         seen: list[TraceEvent] = []
 
@@ -198,13 +238,8 @@ class Timeline:
         return wait_until(whole, timeout=timeout, what=what, progress=progress)
 
     def write_jsonl(self, path: str | Path, extra: Iterable[Any] = ()) -> int:
-        """Write the timeline (plus `extra` events) to path, one JSON object a line, ordered
-        by ts; return the count."""
-        events = sorted([*self.events(), *extra], key=lambda e: float(e["ts"]))
-        with Path(path).open("w", encoding="utf-8") as out:
-            for event in events:
-                out.write(json.dumps(event, default=str, ensure_ascii=False) + "\n")
-        return len(events)
+        """Write the timeline (plus `extra` events) to path (see `write_jsonl`)."""
+        return write_jsonl(path, [*self.events(), *extra])
 
     def close(self) -> None:
         self._redis.close()
@@ -220,8 +255,18 @@ class Timeline:
     ) -> None:
         self.close()
 
-    def _pull(self) -> None:
+    def follow(self, block_s: float) -> list[TraceEvent]:
+        """The events that reached the stream since the last call, in the order they came,
+        waiting up to `block_s` for the first (XREAD BLOCK: no polling while it is quiet)."""
+        try:
+            self._redis.xread({STREAM: self._cursor}, count=1, block=max(int(block_s * 1000), 1))
+        except redis.RedisError as exc:
+            raise KitError(f"cannot read the trace stream {STREAM}: {exc}") from None
+        return self._pull()
+
+    def _pull(self) -> list[TraceEvent]:
         """Read what was added to the stream since the cursor, a page at a time."""
+        added: list[TraceEvent] = []
         while True:
             try:
                 page = self._redis.xrange(STREAM, f"({self._cursor}", "+", count=PAGE)
@@ -233,22 +278,34 @@ class Timeline:
                 if events is None:
                     self.undecodable += 1
                     continue
-                for event in events:
-                    self._add_event(event)
+                for raw in events:
+                    event = self._add_event(raw)
+                    if event is not None:
+                        added.append(event)
             if len(entries) < PAGE:
-                return
+                return added
 
-    def _add_event(self, raw: Any) -> None:
+    def _add_event(self, raw: Any) -> TraceEvent | None:
         event = normalise(raw) if isinstance(raw, dict) else None
         if event is None:
             self.undecodable += 1
-            return
+            return None
+        if is_marker(event):
+            return None
+        if event["event"] == names.REDIS_COMMAND and is_chatter(args_of(event)):
+            # Recorded and kept in the stream, left out of the timeline as MONITOR's
+            # reader leaves it out (demo.protocol.commands.CHATTER).
+            self._captured = True
+            return None
+        self._ingest.add(event)
+        self._captured = self._captured or event["event"] == names.REDIS_COMMAND
         self._trace.append(event)
         pid, role = event["pid"], event["role"]
         # A process may speak as "client" before a worker signal names it: keep the
         # most specific role it ever declared.
         if pid is not None and (role not in _GUESSED_ROLES or pid not in self._roles):
             self._roles[pid] = role
+        return event
 
     def _relabel(self, event: TraceEvent) -> TraceEvent:
         declared = self._roles.get(event["pid"] or -1)

@@ -9,9 +9,11 @@ from __future__ import annotations
 from celery import Celery
 
 from envoi_mails.settings import Settings
-from envoi_mails.xray import emitter, signals
+from envoi_mails.xray import commands, emitter, signals
 
 
 def install(app: Celery, settings: Settings) -> None:
     emitter.configure(settings.broker_url)
     signals.connect(log_format=settings.log_format)
+    if settings.xray_commands:
+        commands.install()

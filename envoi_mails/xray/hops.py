@@ -42,7 +42,10 @@ HOPS: Final[dict[str, tuple[str, str]]] = {
     # worker MainProcess
     "worker.init": (WORKER_MAIN, "worker_init: the MainProcess starts, before forking the pool"),
     "worker.ready": (WORKER_MAIN, "worker_ready: pool forked, consuming"),
-    "worker.heartbeat": (WORKER_MAIN, "heartbeat_sent: a worker-heartbeat event went out (-E)"),
+    "worker.heartbeat": (
+        WORKER_MAIN,
+        "heartbeat_sent: a worker-heartbeat event went out (with or without -E)",
+    ),
     "worker.process_init": (
         WORKER_MAIN,
         "worker_process_init fired in the MainProcess itself (--pool solo: no child exists)",
@@ -78,6 +81,10 @@ HOPS: Final[dict[str, tuple[str, str]]] = {
     ),
     # any process
     "log": ("*", "a log record from Celery or kombu (logger, level, message)"),
-    # the spy
-    "redis.command": (SPY, "a Redis command seen by MONITOR, with the role and pid that sent it"),
+    # any process of the app (commands.py), and MONITOR for what no process recorded
+    "redis.command": (
+        "*",
+        "a Redis command, recorded by the process that sent it (MONITOR adds the rest as unknown)",
+    ),
+    "redis.reply": ("*", "what a command returned, where it names a task (BRPOP's message)"),
 }

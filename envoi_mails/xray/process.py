@@ -47,6 +47,24 @@ def identity() -> dict[str, object]:
     return _identity
 
 
+def connection_name() -> str:
+    """The name this process gives its Redis connections (CLIENT SETNAME): role-pid@host.
+
+    Never starts with `xray`: that prefix marks the kit's own connections.
+    """
+    me = identity()
+    return f"{me['role']}-{me['pid']}@{me['host']}"
+
+
+def parse_connection_name(name: str) -> tuple[str, int, str] | None:
+    """(role, pid, host) from a name `connection_name` made; None for any other name."""
+    who, at, host = name.partition("@")
+    role, dash, pid = who.rpartition("-")
+    if not (at and dash and role and host and pid.isdigit()):
+        return None
+    return role, int(pid), host
+
+
 def _after_fork_in_child() -> None:
     # billiard forks the pool children from the MainProcess: they start as its copy, so
     # the cached pid and role would lie until worker_process_init runs.

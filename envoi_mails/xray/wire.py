@@ -15,12 +15,19 @@ so neither a dict per event nor the four identity fields per event is built or e
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
+
+class Deferred(Protocol):
+    """Fields built only when the batch is encoded (a captured Redis command's arguments)."""
+
+    def fields(self) -> dict[str, Any]: ...
+
+
 # (identity, ts, event name, fields): what Emitter.emit queues.
-Record = tuple[Mapping[str, Any], float, str, Mapping[str, Any]]
+Record = tuple[Mapping[str, Any], float, str, Mapping[str, Any] | Deferred]
 Event = dict[str, Any]
 
 FIELD = "g"  # the stream entry's field for a batch of grouped events
@@ -28,16 +35,23 @@ FIELD = "g"  # the stream entry's field for a batch of grouped events
 
 def encode(batch: Sequence[Record]) -> bytes:
     """One JSON document for a flush: runs of events grouped under their identity."""
-    groups: list[tuple[Mapping[str, Any], list[tuple[float, str, Mapping[str, Any]]]]] = []
+    groups: list[tuple[Mapping[str, Any], list[tuple[float, str, Mapping[str, Any] | Deferred]]]]
+    groups = []
     current: Mapping[str, Any] | None = None
-    events: list[tuple[float, str, Mapping[str, Any]]] = []
+    events: list[tuple[float, str, Mapping[str, Any] | Deferred]] = []
     for identity, ts, event, fields in batch:
         if identity is not current:  # the same object, not merely equal: a cheap test
             current, events = identity, []
             groups.append((identity, events))
         events.append((ts, event, fields))
-    # default=str: a field the caller left as an object (an exception, a UUID) still goes.
-    return orjson.dumps({FIELD: groups}, default=str)
+    # A captured Redis command turns its arguments into text only now (commands.Command):
+    # any other object the caller left (an exception, a UUID) goes as its str().
+    return orjson.dumps({FIELD: groups}, default=_default)
+
+
+def _default(value: Any) -> Any:
+    fields = getattr(value, "fields", None)
+    return fields() if callable(fields) else str(value)
 
 
 def decode(fields: Mapping[Any, Any]) -> list[Event] | None:

@@ -84,6 +84,11 @@ def test_result_writes_decode_what_the_child_stored(events: list[TraceEvent]) ->
     assert str(write) == "SUCCESS" and write.exc_type is None
 
 
+def test_returned_is_the_value_the_success_write_stored(events: list[TraceEvent]) -> None:
+    assert q.returned(events, ADD) == 5
+    assert q.returned(events, "no-such-task") is None
+
+
 def test_children_and_who_ran_what(events: list[TraceEvent]) -> None:
     kids = q.children(events, MAIN)
     assert [kid.pid for kid in kids] == [7545, CHILD]
@@ -101,3 +106,10 @@ def test_wait_until_returns_the_answer_or_names_what_never_came() -> None:
     assert wait_until(lambda: next(answers), timeout=5, what="x", poll_s=0.001) == "here"
     with pytest.raises(KitError, match=r"the thing: not seen within 0.05 s \(0 of 1\)"):
         wait_until(lambda: None, timeout=0.05, what="the thing", progress=lambda: "0 of 1")
+
+
+def test_task_logs_find_the_id_in_the_fields_or_in_the_text(events: list[TraceEvent]) -> None:
+    assert [e["pid"] for e in q.task_logs(events, MAIL)] == [MAIN, CHILD]
+    text_only = normalise({"ts": 1.0, "event": names.LOG, "message": f"Discarding add[{ADD}]"})
+    assert text_only is not None and q.task_logs([text_only], ADD) == [text_only]
+    assert q.task_logs([text_only], MAIL) == []

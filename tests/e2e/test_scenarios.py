@@ -1,6 +1,6 @@
 """Every scenario exits 0 (all its expectations held) and writes a trace that honours the
-trace contract (envoi_mails/xray/hops.py, demo/trace/event.py: ts, event, role, pid, ppid,
-host on every event); scenario 02's trace also proves the kit's attribution."""
+`--json-trace` contract (ts, event, role, pid, ppid, host on every event, in time order);
+scenario 02's trace also proves the kit's attribution."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import pytest
 
 from scenario_runner import SCENARIOS, ScenarioRun
 
-pytestmark = pytest.mark.e2e
-
 REQUIRED = {"ts", "event", "role", "pid", "ppid", "host"}
-NUMBERS = [p.name[:2] for p in SCENARIOS]
+NUMBERS = [
+    pytest.param(p.name[:2], id=p.stem, marks=pytest.mark.scenario(p.name[:2])) for p in SCENARIOS
+]
 
 
-@pytest.mark.parametrize("number", NUMBERS, ids=[p.stem for p in SCENARIOS])
+@pytest.mark.parametrize("number", NUMBERS)
 def test_scenario_runs_green_and_writes_a_contract_trace(
     number: str, scenario_run: Callable[[str], ScenarioRun]
 ) -> None:
@@ -34,6 +34,7 @@ def test_scenario_runs_green_and_writes_a_contract_trace(
     assert {"redis.command", "worker.init"} <= kinds, "the spy and the worker's hops are merged"
 
 
+@pytest.mark.scenario("02")
 def test_scenario_02_trace_shows_who_sent_each_command(
     scenario_run: Callable[[str], ScenarioRun],
 ) -> None:

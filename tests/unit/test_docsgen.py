@@ -1,129 +1,26 @@
-"""The docs say what a fresh run shows: generated blocks, claim citations, the claims tables.
-
-The e2e tests share the session's one run of each scenario (scenario_run, with
-tests/test_scenarios.py): a block is regenerated from that run and must have the same rows as
-the committed block, compared as sets (the order between processes may change between runs,
-which rows exist may not). The other tests are pure: blocks, normalisation, rendering.
+"""The docs generator, pure: blocks found and replaced, pids, ids and times normalised away,
+each kind of block rendered from a small made-up trace. No scenario runs here: the committed
+blocks are compared with fresh runs in tests/e2e/test_docs_match_fresh_runs.py.
 """
 
 from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from demo.docsgen import DOCS, RenderError, page_lang, pages, regenerate, render_block
+from demo.docsgen import RenderError, regenerate, render_block
 from demo.docsgen.annotations import HOPS_FR
 from demo.docsgen.blocks import (
     BlockError,
     anchor,
-    anchors,
-    content_rows,
     find_blocks,
-    parse_claims,
     replace_blocks,
 )
 from demo.docsgen.render import Normaliser
 from envoi_mails.xray.hops import HOPS
-from scenario_runner import ScenarioRun
-
-CLAIMS = [DOCS / "claims.md", DOCS / "fr" / "claims.md"]
-TUTORIAL_CLAIMS = 13  # the popular tutorial's claims, numbered 1-13 in both tables
-
-
-def _blocks() -> list[Any]:
-    params = []
-    for page in pages():
-        try:
-            found = find_blocks(page.read_text(encoding="utf-8"))
-        except BlockError:
-            continue  # test_every_docs_page_parses names it
-        for b in found:
-            params.append(pytest.param(page, b, id=f"{page.relative_to(DOCS)}:{b.line}:{b.kind}"))
-    return params
-
-
-def _citations() -> list[Any]:
-    return [
-        pytest.param(page, c, id=f"{page.relative_to(DOCS)}:{c.scenario}·{c.step[:30]}")
-        for page in CLAIMS
-        if page.exists()
-        for row in parse_claims(page.read_text(encoding="utf-8"))
-        for c in row.shown_by
-    ]
-
-
-def test_every_docs_page_parses() -> None:
-    for page in pages():
-        find_blocks(page.read_text(encoding="utf-8"))  # raises BlockError naming the line
-
-
-@pytest.mark.e2e
-@pytest.mark.timeout(400)
-@pytest.mark.parametrize(("page", "block"), _blocks())
-def test_generated_block_has_the_rows_of_a_fresh_run(
-    page: Path, block: Any, scenario_run: Callable[[str], ScenarioRun]
-) -> None:
-    run = scenario_run(block.scenario)
-    assert run.returncode == 0, run.failure_report()
-    fresh = content_rows(render_block(block, run.events, page_lang(page)))
-    committed = content_rows(block.content)
-    hint = f"run `python -m demo.docsgen {block.scenario}` and review the diff"
-    assert committed, f"the block is empty: {hint}"
-    missing, extra = sorted(committed - fresh), sorted(fresh - committed)
-    assert not missing and not extra, (
-        f"committed rows this run lacks: {missing}\nrows only this run has: {extra}\n{hint}"
-    )
-
-
-@pytest.mark.e2e
-@pytest.mark.timeout(400)
-@pytest.mark.parametrize(("page", "citation"), _citations())
-def test_cited_step_exists_and_all_its_expectations_held(
-    page: Path, citation: Any, scenario_run: Callable[[str], ScenarioRun]
-) -> None:
-    run = scenario_run(citation.scenario)
-    checks = [e for e in run.expectations if e["step"] == citation.step]
-    steps = sorted({e["step"] for e in run.expectations})
-    assert checks, f"{page.name}:{citation.line}: no step {citation.step!r}; steps: {steps}"
-    failed = [e["claim"] for e in checks if not e["held"]]
-    assert not failed, f"{citation.scenario} · {citation.step}: did not hold: {failed}"
-
-
-@pytest.mark.parametrize("page", CLAIMS, ids=lambda p: str(p.relative_to(DOCS)))
-def test_claim_links_point_at_the_cited_scenarios_page_and_heading(page: Path) -> None:
-    for row in parse_claims(page.read_text(encoding="utf-8")):
-        for c in row.shown_by:
-            path, _, fragment = c.target.partition("#")
-            target = (page.parent / path).resolve()
-            assert target.is_file(), f"{page.name}:{c.line}: {c.target} does not exist"
-            assert target.name.startswith(f"{c.scenario}_"), f"{c.target} is not scenario {c}"
-            if fragment:
-                found = anchors(target.read_text(encoding="utf-8"))
-                assert fragment in found, f"{page.name}:{c.line}: no heading #{fragment}"
-
-
-def test_claims_tables_cover_the_tutorials_claims_with_a_verdict_and_a_step() -> None:
-    tables = {page: parse_claims(page.read_text(encoding="utf-8")) for page in CLAIMS}
-    for page, rows in tables.items():
-        numbers = [row.number for row in rows]
-        assert numbers == list(range(1, len(rows) + 1)), f"{page.name}: rows {numbers}"
-        assert len(rows) >= TUTORIAL_CLAIMS, f"{page.name}: {len(rows)} claims"
-        for row in rows:
-            assert row.verdict in {"accurate", "partly", "wrong"}, f"{page.name} #{row.number}"
-            assert row.shown_by, f"{page.name} #{row.number} cites no step"
-            assert row.happens and row.claim
-    en, fr = tables.values()
-    assert [(r.verdict, {(c.scenario, c.step) for c in r.shown_by}) for r in en] == [
-        (r.verdict, {(c.scenario, c.step) for c in r.shown_by}) for r in fr
-    ], "the French table must give the same verdicts and cite the same steps"
-
-
-# Pure tests of the generator: no scenario runs.
 
 PAGE = """# A page
 Some prose.
@@ -193,6 +90,16 @@ def test_normaliser_hides_pids_ids_tags_times_ports_and_host() -> None:
     assert norm.text(text) == (
         "Task x[<id>] succeeded in <t>s: {'pid': <pid>, 'ppid': <pid>} ack <tag> celery@<host> "
         "127.0.0.1:<port> ForkPoolWorker-<n> parent <pid> at <t>"
+    )
+
+
+def test_the_ip_of_a_sender_the_spy_could_not_name_is_not_taken_for_a_host_name() -> None:
+    unknown = {"event": "redis.command", "role": "unknown", "pid": None, "host": "127.0.0.1"}
+    named = {"event": "log", "role": "worker-main", "pid": 7, "host": "box"}
+    norm = Normaliser.from_events([unknown, named])
+    assert norm.hosts == {"box"}
+    assert norm.text("Connected to redis://:**@127.0.0.1:45407/0 as celery@box") == (
+        "Connected to redis://:**@127.0.0.1:<port>/0 as celery@<host>"
     )
 
 

@@ -12,8 +12,6 @@ import pytest
 from demo.bench.report import MODES, PLAIN, SPY
 from demo.bench.runner import run_bench
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.mark.timeout(300)  # three worker starts and stops, on a busy machine
 def test_bench_measures_every_mode_with_all_results_back(tmp_path: Path) -> None:
@@ -27,5 +25,5 @@ def test_bench_measures_every_mode_with_all_results_back(tmp_path: Path) -> None
     by_mode = {m.mode: m for m in report.measurements}
     assert by_mode[PLAIN].trace_entries == 0, "XRAY_TRACE=0 must write no trace at all"
     assert all(m.trace_entries > 0 for m in report.measurements if m.mode != PLAIN)
-    assert by_mode[SPY].spy_events, "the spy watched the traced+spy run"
+    assert by_mode[SPY].spy_events, "MONITOR watched the traced+monitor run"
     assert by_mode[PLAIN].spy_events is None

@@ -12,8 +12,6 @@ from demo.stack.smtp_sink import SmtpSink
 from demo.stack.stack import Stack
 from demo.stack.worker import Worker
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture
 def dead_smtp(tmp_path: Path) -> Iterator[SmtpSink]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from demo.spy import monitor as spy
 from demo.spy.attribution import (
@@ -16,21 +15,13 @@ from demo.spy.attribution import (
     role_from_cmdlines,
     split_addr,
 )
-from demo.spy.monitor_line import MonitorLine, parse_monitor_line
+from demo.spy.monitor_line import MonitorLine
 from demo.trace import timeline
 from envoi_mails.xray import emitter
-
-FIXTURE = Path(__file__).parent / "fixtures" / "monitor_one_task.txt"
-TASK_ID = "d4181aaa-a2a2-41e8-9cb5-e0a6d54e4e89"
-TAG = "fde24a15-33d9-4ef4-b8db-487c24d9e6b7"
+from monitor_capture import TASK_ID, read_capture
 
 WORKER = ["/venv/bin/python", "-m", "celery", "-A", "envoi_mails", "worker", "-c", "2", "-E"]
 SHELL = ["/bin/bash", "-c", "pytest"]
-
-
-def _lines() -> list[MonitorLine]:
-    parsed = (parse_monitor_line(raw) for raw in FIXTURE.read_text().splitlines())
-    return [line for line in parsed if line is not None]
 
 
 def test_worker_main_is_a_celery_worker_whose_parent_is_not_one() -> None:
@@ -99,7 +90,7 @@ def test_lua_commands_belong_to_the_sender_of_the_preceding_evalsha() -> None:
     lua = LuaSenders()
     by_addr = {"127.0.0.1:49862": Sender("worker-main", 5666, 1, None)}
     scripted = []
-    for line in _lines():
+    for line in read_capture():
         sender = lua.sender_for(line.db) if line.from_lua else by_addr.get(line.addr)
         if sender is None:
             continue
@@ -115,7 +106,7 @@ def test_a_lua_command_with_no_eval_seen_stays_attributed_to_lua() -> None:
 
 
 def test_unacked_commands_carry_the_task_id_of_their_delivery_tag() -> None:
-    found = _unacked_task_ids(_lines())
+    found = _unacked_task_ids(read_capture())
     assert found[("ZADD", "unacked_index")] == TASK_ID, "named by the LPUSH envelope"
     assert found[("HSET", "unacked")] == TASK_ID
     assert found[("ZREM", "unacked_index")] == TASK_ID
@@ -123,7 +114,7 @@ def test_unacked_commands_carry_the_task_id_of_their_delivery_tag() -> None:
 
 
 def test_without_the_lpush_the_hset_still_names_the_tag_for_the_ack() -> None:
-    found = _unacked_task_ids([line for line in _lines() if line.command != "LPUSH"])
+    found = _unacked_task_ids([line for line in read_capture() if line.command != "LPUSH"])
     assert found[("ZADD", "unacked_index")] is None, "ZADD comes before HSET in kombu's MULTI"
     assert found[("HDEL", "unacked")] == TASK_ID
 

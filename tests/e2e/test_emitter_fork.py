@@ -6,14 +6,11 @@ import os
 import threading
 import time
 
-import pytest
 import redis
 
 from demo.stack.stack import Stack
 from envoi_mails.xray import wire
 from envoi_mails.xray.emitter import STREAM, Emitter
-
-pytestmark = pytest.mark.e2e
 
 
 def test_children_forked_while_the_parent_flushes_can_emit_and_exit(stack: Stack) -> None:

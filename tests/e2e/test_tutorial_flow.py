@@ -14,8 +14,6 @@ from demo.stack.procs import wait_until
 from demo.stack.stack import Stack
 from demo.stack.worker import Worker
 
-pytestmark = pytest.mark.e2e
-
 
 def test_envoi_mail_delivers_one_mail_to_the_recipient(stack: Stack, worker: Worker) -> None:
     from envoi_mails import envoi_mail

@@ -5,33 +5,19 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
 from click.testing import CliRunner
-from rich.console import Console
 
 from demo import inspectors as ins
 from demo.cli.inspect import inspect_command
 from demo.protocol.commands import PRIORITY_SEP
-from demo.render.inspect import cut, escape, render_snapshot
 from demo.stack.stack import Stack
 from demo.stack.worker import Worker
-
-pytestmark = pytest.mark.e2e
-
-
-def wait_for(check: Callable[[], Any], deadline_s: float, what: str) -> Any:
-    """Poll until check() is truthy and return it; fail naming `what` at the deadline."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"{what}: not seen within {deadline_s} s")
+from demo.trace.wait import wait_until
 
 
 @pytest.fixture
@@ -122,8 +108,8 @@ def test_unacked_holds_prefetched_messages_until_a_pool_child_starts_them(
     # for good, while the others still sit there, reserved by the MainProcess. (The
     # worker fetches one message at a time, so "fewer than six in unacked" alone would
     # not prove that any has started.)
-    running = wait_for(ours_running, 15, "a pool child running one of our tasks")
-    reserved = wait_for(ours, 5, "others of our tasks reserved in unacked")
+    running = wait_until(ours_running, timeout=15, what="a pool child running one of our tasks")
+    reserved = wait_until(ours, timeout=5, what="others of our tasks reserved in unacked")
     now = time.time()
     assert not running & {e.message.task_id for e in reserved}
     for entry in reserved:
@@ -135,7 +121,7 @@ def test_unacked_holds_prefetched_messages_until_a_pool_child_starts_them(
         assert not redis_client.exists(f"celery-task-meta-{entry.message.task_id}")
 
     assert all(r.get(timeout=30)["pid"] in worker.children() for r in sent)
-    wait_for(lambda: not ours(), 5, "unacked emptied of our tasks")
+    wait_until(lambda: not ours(), timeout=5, what="unacked emptied of our tasks")
 
 
 def test_results_show_a_finished_task_as_success_with_a_ttl_of_about_one_day(
@@ -197,10 +183,10 @@ def _monitored_until(monitor: Any, sentinel: str) -> list[tuple[str, str]]:
 def test_inspectors_leave_the_keyspace_as_it_was_and_send_only_read_commands(
     stack: Stack, worker: Worker, redis_client: redis.Redis
 ) -> None:
-    wait_for(
+    wait_until(
         lambda: ins.unacked(redis_client).total == 0 and ins.queues(redis_client)[0].length == 0,
-        30,
-        "a quiet celery queue",
+        timeout=30,
+        what="a quiet celery queue",
     )
     before = (redis_client.dbsize(), sorted(redis_client.scan_iter(count=500)))
     # Pipelines take their own pooled connections: the name finds them all afterwards.
@@ -227,65 +213,6 @@ def test_inspectors_leave_the_keyspace_as_it_was_and_send_only_read_commands(
     info = redis_client.execute_command("COMMAND", "INFO", *commands)  # type: ignore[no-untyped-call]
     writes = {cmd for cmd, spec in info.items() if "write" in spec["flags"]}
     assert not writes, f"inspectors sent write commands: {writes}"
-
-
-def test_take_order_stops_after_a_list_longer_than_the_peek() -> None:
-    def msg(n: int) -> ins.Message:
-        return ins.Message({"id": f"t{n}"})
-
-    cut_list = ins.SubQueue("q", 0, 3, (msg(1), msg(2)))
-    later = ins.SubQueue("q\x06\x166", 6, 1, (msg(9),))
-    assert [m.task_id for m in ins.QueueView("q", (cut_list, later)).take_order()] == ["t1", "t2"]
-    whole = ins.SubQueue("q", 0, 2, (msg(1), msg(2)))
-    assert [m.task_id for m in ins.QueueView("q", (whole, later)).take_order()] == [
-        "t1",
-        "t2",
-        "t9",
-    ]
-
-
-def test_split_binding_reads_kombus_routing_key_pattern_queue_member() -> None:
-    assert ins.split_binding("celery", "celery\x06\x16\x06\x16celery") == ins.Binding(
-        "celery", "celery", "", "celery"
-    )
-    assert ins.split_binding("ex", "rk") == ins.Binding("ex", "rk", "", "")
-
-
-def test_escape_and_cut_keep_cells_on_one_line_within_width() -> None:
-    assert escape("celery\x06\x166") == "celery\\x06\\x166"
-    assert cut({"a": [1, 2, 3]}, 8) == '{"a": […'
-    assert len(cut("x" * 500, 40)) == 40
-
-
-def test_snapshot_renders_within_120_columns_even_with_long_values() -> None:
-    long = "envoi_mails." + "x" * 200
-    message = ins.Message(
-        {
-            "task": long,
-            "id": str(uuid.uuid4()),
-            "args": ["[red]" * 50],
-            "kwargs": {"k": "v" * 100},
-            "priority": 0,
-        }
-    )
-    sub = ins.SubQueue("celery\x06\x166", 6, 1, (message,))
-    reserved = ins.Reserved("tag" * 20, 1.0, 2.0, 3601.0, message, "", "celery")
-    result = ins.StoredResult("id", 86400, "SUCCESS", {"r": "y" * 300}, "2026-01-01", None)
-    snap = ins.Snapshot(
-        time.time(),
-        9,
-        (ins.QueueView("celery", (sub,)),),
-        ins.UnackedView(1, (reserved,)),
-        ins.BindingsView((ins.Binding("celery", "celery", "", long),), (), ()),
-        ins.ResultsView((result,), (), True),
-        (ins.KeyInfo("xray:trace", "stream", 5, None),),
-        None,
-    )
-    console = Console(width=120, record=True, color_system=None)
-    console.print(render_snapshot(snap))
-    text = console.export_text()
-    assert max(len(line) for line in text.splitlines()) <= 120
-    assert "celery\\x06\\x166" in text and "[red]" in text  # escaped, not read as markup
 
 
 def test_inspect_command_prints_the_snapshot_or_one_line_error(stack: Stack, tmp_path: Any) -> None:

@@ -5,14 +5,11 @@ from __future__ import annotations
 import time
 import uuid
 
-import pytest
 import redis
 
 from demo.stack.stack import Stack
 from envoi_mails.xray import wire
 from envoi_mails.xray.emitter import STREAM, Emitter
-
-pytestmark = pytest.mark.e2e
 
 
 def test_a_batch_json_cannot_encode_is_dropped_and_the_next_one_still_goes(stack: Stack) -> None:

@@ -10,14 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from demo.scenes.results import is_hop
 from demo.spy.monitor import Spy
 from demo.stack.stack import Stack
 from demo.stack.worker import Worker
 from demo.trace.event import TraceEvent
 from demo.trace.timeline import Timeline
-
-pytestmark = pytest.mark.e2e
 
 Event = TraceEvent
 
@@ -59,7 +56,8 @@ def capture(stack: Stack, worker: Worker) -> Iterator[Capture]:
         # Each process ships its hops every 0.1 s: the MainProcess's task.received may
         # land after the child's result.stored. Wait for both before anyone reads.
         for hop in ("task.received", "result.stored"):
-            timeline.wait_for(is_hop(hop, result.id), timeout=10, what=f"the {hop} hop")
+            timeline.wait_for(event=hop, task_id=result.id, timeout=10, what=f"the {hop} hop")
+        timeline.settle()  # every process (this one too) has shipped what it recorded
         yield Capture(result.id, timeline.events(), timeline)
 
 

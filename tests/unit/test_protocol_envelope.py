@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-# The repo has no pytest `pythonpath` setting yet; make `demo` importable from any cwd.
 from demo.protocol.envelope import (
     EnvelopeError,
     decode_envelope,
@@ -18,18 +16,13 @@ from demo.protocol.envelope import (
     decode_unacked,
     summarise,
 )
-from demo.spy.monitor_line import MonitorLine, parse_monitor_line
-
-ROOT = Path(__file__).resolve().parents[1]
-
-CAPTURE = ROOT / "tests" / "fixtures" / "monitor_one_task.txt"
-TASK_ID = "d4181aaa-a2a2-41e8-9cb5-e0a6d54e4e89"
+from demo.spy.monitor_line import MonitorLine
+from monitor_capture import TASK_ID, read_capture
 
 
 def captured(command: str, key: str) -> list[MonitorLine]:
     """Captured lines with this command and first argument, in order."""
-    parsed = (parse_monitor_line(x) for x in CAPTURE.read_text(encoding="utf-8").splitlines())
-    return [m for m in parsed if m is not None and m.command == command and m.args[1] == key]
+    return [m for m in read_capture() if m.command == command and m.args[1] == key]
 
 
 def message(body: Any, content_type: str = "application/json", **props: Any) -> str:

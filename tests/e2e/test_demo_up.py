@@ -19,8 +19,6 @@ import pytest
 from demo.stack.procs import free_port
 from demo.stack.redis_server import RedisServer, find_redis_server
 
-pytestmark = pytest.mark.e2e
-
 
 def _read_until(proc: subprocess.Popen[str], marker: str, deadline_s: float) -> str:
     assert proc.stdout is not None
@@ -34,7 +32,7 @@ def _read_until(proc: subprocess.Popen[str], marker: str, deadline_s: float) -> 
     raise AssertionError(f"{marker!r} not printed within {deadline_s} s; got: {seen[-500:]}")
 
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LAUNCHERS = {
     "./run demo": [sys.executable, str(ROOT / "run"), "demo", "-c", "1"],
     "python -m demo up": [sys.executable, "-m", "demo", "up", "-c", "1"],

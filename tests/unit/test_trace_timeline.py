@@ -1,0 +1,50 @@
+"""Timeline's waits on a recorded trace (scenario 02's): no Redis, the events are all there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from demo.errors import KitError
+from demo.trace.event import TraceEvent
+from demo.trace.timeline import Timeline, read_jsonl
+
+TRACE = Path(__file__).resolve().parents[1] / "fixtures" / "trace_send_one_mail.jsonl"
+CHILDREN = 2  # the recorded worker ran `-c 2`
+NO_WAIT_S = 0.05  # a wait that must not poll for long
+
+
+class RecordedTimeline(Timeline):
+    """A Timeline whose events are a recorded trace: the waits' logic without a server."""
+
+    def __init__(self, events: list[TraceEvent]) -> None:  # no Redis: nothing to read
+        self._recorded = events
+
+    def events(self) -> list[TraceEvent]:
+        return self._recorded
+
+
+@pytest.fixture(scope="module")
+def timeline() -> RecordedTimeline:
+    return RecordedTimeline(read_jsonl(TRACE))
+
+
+def test_wait_until_count_0_returns_nothing_at_once(timeline: RecordedTimeline) -> None:
+    assert timeline.wait_until(event="child.init", count=0, timeout=0, what="none") == []
+    assert timeline.wait_until(event="no.such.hop", count=0, timeout=0, what="none") == []
+
+
+def test_wait_until_returns_the_first_count_events_by_ts(timeline: RecordedTimeline) -> None:
+    inits = timeline.wait_until(
+        event="child.init", count=CHILDREN, timeout=NO_WAIT_S, what="child.init"
+    )
+    assert inits == timeline.select(event="child.init")[:CHILDREN]
+    assert [e["ts"] for e in inits] == sorted(e["ts"] for e in inits)
+
+
+def test_wait_until_names_what_did_not_arrive_and_how_many_came(
+    timeline: RecordedTimeline,
+) -> None:
+    with pytest.raises(KitError, match=r"the pool: not seen within .* \(2 of 3 seen\)"):
+        timeline.wait_until(event="child.init", count=3, timeout=NO_WAIT_S, what="the pool")
