@@ -152,7 +152,10 @@ def fit(record: wire.Record) -> wire.Record:
     """The event with every string over VALUE_MAX_CHARS cut, saying how long it was; if
     that is still too large, its fields give way to one saying how large they were."""
     identity, ts, event, fields = record
-    cut = {key: _cut(value) for key, value in fields.items()}
+    raw: Any = fields
+    if callable(getattr(raw, "fields", None)):  # built at encoding time (a captured command)
+        raw = raw.fields()
+    cut = {key: _cut(value) for key, value in raw.items()}
     if len(wire.encode([(identity, ts, event, cut)])) <= ENTRY_MAX_BYTES:
         return identity, ts, event, cut
     size = len(wire.encode([record]))
