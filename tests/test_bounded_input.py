@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
+from kit_launch import ROOT
 
 from demo.stack.redis_server import RedisServer
 from demo.stack.stack import Stack
@@ -124,5 +124,5 @@ def test_the_trace_stream_takes_no_more_redis_memory_than_stated(
     assert max(sizes) <= emitter.ENTRY_MAX_BYTES
     used = int(client.memory_usage(emitter.STREAM, samples=0) or 0)
     assert 0 < used <= emitter.STREAM_MAX_MB * 2**20, f"{used / 2**20:.1f} MB"
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
     assert f"**at most {emitter.STREAM_MAX_MB} MB**" in readme, "the figure the README states"
