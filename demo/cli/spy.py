@@ -71,7 +71,7 @@ def _watch(target: state.Target, seconds: float | None, console: Console, record
     recorder = redis.Redis.from_url(url, client_name=name) if record else None
     batch: list[dict[str, Any]] = []
     with Spy(url, on_event=lines.put) as spy:
-        console.print(f"[dim]MONITOR on {escape(str(target))} — Ctrl-C stops[/dim]")
+        console.print(f"[dim]MONITOR on {escape(str(target))} — Ctrl-C stops[/dim]", soft_wrap=True)
         while end is None or time.monotonic() < end:
             try:
                 event = lines.get(timeout=0.2)  # short, so that Ctrl-C and --seconds land
