@@ -74,7 +74,13 @@ def test_up_starts_the_stack_and_ctrl_c_leaves_no_process_behind(
         assert state["worker_pid"] in [p.pid for p in family]
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group gets it
-        out, _ = proc.communicate(timeout=60)
+        try:
+            out, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            # Never leave a stack behind, even when the test fails: its parts die with it.
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate(timeout=10)
+            pytest.fail(f"`{launcher}` did not stop within 60 s of Ctrl-C:\n{out[-2000:]}")
     assert proc.returncode == 0, out
     assert "nothing left running" in out
     _, alive = psutil.wait_procs(family, timeout=5)
