@@ -108,7 +108,8 @@ class Hub:
             pending, self._pending = self._pending, _Pending()
             redis_html = self._redis_html if self._redis_dirty else None
             self._redis_dirty = False
-            rows = [[seq, row] for _, seq, row in self._feed][-min(pending.rows, FEED_PER_TICK) :]
+            fresh = min(pending.rows, FEED_PER_TICK, len(self._feed))
+            rows = [[seq, row] for _, seq, row in list(self._feed)[len(self._feed) - fresh :]]
             skipped = max(pending.rows - FEED_PER_TICK, 0)
         if not (pending.tasks or pending.procs or rows or redis_html is not None):
             return None
@@ -117,7 +118,7 @@ class Hub:
             panels["redis"] = redis_html
         data: dict[str, Any] = {
             "panels": panels,
-            "feed": rows if pending.rows else [],
+            "feed": rows,
             "skipped": skipped,
             "touched": sorted(pending.tasks),
             "done": pending.done,

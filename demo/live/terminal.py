@@ -66,7 +66,7 @@ class TerminalFeed(Background):
         self._due: dict[str, float] = {}  # task id -> when its summary is printed
         self._held: list[tuple[float, int, Text, str]] = []  # heap: (ts, n, line, what)
         self._n = 0
-        self._window_start = time.monotonic()
+        self._window_start: float | None = None  # set by the first turn
         self._printed = 0
         self._hidden: Counter[str] = Counter()
         self._states: Counter[str] = Counter()
@@ -82,12 +82,16 @@ class TerminalFeed(Background):
                 batch: Batch | None = self._batches.get(timeout=TICK_S)
             except queue.Empty:
                 batch = None
-            if batch is not None:
-                self._show(batch, behind=self._batches.qsize() > BACKLOG)
-            self._release(time.time())
-            self._summaries(time.time())
-            self._end_window()
-            self.console.file.flush()
+            self.pump(time.time(), batch)
+
+    def pump(self, now: float, batch: Batch | None = None) -> None:
+        """One turn: take in `batch`, then print what is due at `now`."""
+        if batch is not None:
+            self._show(batch, now, behind=self._batches.qsize() > BACKLOG)
+        self._release(now)
+        self._summaries(now)
+        self._end_window(now)
+        self.console.file.flush()
 
     # -- what to print --------------------------------------------------------------------
 
@@ -110,7 +114,7 @@ class TerminalFeed(Background):
             if self._print(line, what) and what == LOG_LINES:
                 self.latencies.append(time.time() - ts)
 
-    def _show(self, batch: Batch, *, behind: bool) -> None:
+    def _show(self, batch: Batch, now: float, *, behind: bool) -> None:
         changes = batch.changes
         if self.mode != LOGS:
             for said in changes.happenings:
@@ -134,7 +138,7 @@ class TerminalFeed(Background):
             self._states[row.state] += 1
             self._done_by[(row.child, names.POOL_CHILD)] += 1
             if self.mode == ALL:
-                self._due[row.task_id] = time.time() + GRACE_S
+                self._due[row.task_id] = now + GRACE_S
 
     def _summaries(self, now: float) -> None:
         due = [task_id for task_id, at in self._due.items() if at <= now]
@@ -147,21 +151,23 @@ class TerminalFeed(Background):
             if row is not None:
                 self._print(live_text.task_line(row, events, name), "task summaries")
 
-    def _end_window(self) -> None:
-        elapsed = time.monotonic() - self._window_start
+    def _end_window(self, now: float) -> None:
+        if self._window_start is None:
+            self._window_start = now
+        elapsed = now - self._window_start
         if elapsed < WINDOW_S:
             return
         if self._hidden and self._states:
             with self.engine.lock:
                 name = live_text.namer(dict(self.engine.state.procs))
             line = live_text.tally_line(
-                time.time(), elapsed, self._done_by, self._states, self._hidden, name
+                now, elapsed, self._done_by, self._states, self._hidden, name
             )
             self.console.print(line, soft_wrap=True, highlight=False)
         elif self._hidden:
             left_out = ", ".join(f"{n} {what}" for what, n in self._hidden.items())
             self.console.print(Text(f"… not shown: {left_out}", "dim"), soft_wrap=True)
-        self._window_start = time.monotonic()
+        self._window_start = now
         self._printed = 0
         self._hidden.clear()
         self._states.clear()
