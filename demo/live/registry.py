@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+from rich.console import Console
+
+from demo.stack import state
 
 FOLDER = "scenarios-running"
 
@@ -36,17 +39,18 @@ def _folder(state_dir: Path) -> Path:
 def announce(state_dir: Path, title: str, broker_url: str) -> Iterator[None]:
     """While the block runs, this process is listed as a scenario on `broker_url`."""
     path = _folder(state_dir) / f"{os.getpid()}.json"
+    record = {"title": title, "broker_url": broker_url, "started": time.time()}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        record = {"title": title, "broker_url": broker_url, "started": time.time()}
         path.write_text(json.dumps(record))
+        written = True
     except OSError:  # a read-only state folder: the scenario runs all the same
-        yield
-        return
+        written = False
     try:
         yield
     finally:
-        path.unlink(missing_ok=True)
+        if written:
+            path.unlink(missing_ok=True)
 
 
 def running(state_dir: Path) -> list[Running]:
@@ -65,3 +69,13 @@ def running(state_dir: Path) -> list[Running]:
 
 def find(state_dir: Path, pid: int) -> Running | None:
     return next((r for r in running(state_dir) if r.pid == pid), None)
+
+
+@contextlib.contextmanager
+def announced(state_dir: Path, title: str, broker_url: str, console: Console) -> Iterator[None]:
+    """`announce`, and when a `demo up` serves its live page, say where to follow this run."""
+    running = state.load(state_dir) or {}
+    if running.get("live"):
+        console.print(f"[dim]follow it live: {running['live']}/follow?pid={os.getpid()}[/]")
+    with announce(state_dir, title, broker_url):
+        yield

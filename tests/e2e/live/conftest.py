@@ -1,51 +1,30 @@
-"""A real browser for the live page's tests: Debian's Chromium, driven by Playwright.
-
-`playwright install` downloads browsers, which this machine cannot: the tests use the
-system's `/usr/bin/chromium` (`.ci/run` installs it when it runs as root). Where there is
-no browser, or no Playwright, the browser tests skip with a one-line reason.
-"""
+"""A real browser for the live page's tests: Debian's Chromium, driven by Playwright
+(demo.bench.browser). Where there is no browser, or no Playwright, the browser tests skip
+with a one-line reason (`.ci/run` installs chromium when it runs as root)."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from demo.bench import browser as chromium
 from demo.live.launch import OFF, LiveView, start_live
 from demo.stack.stack import Stack
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-# Headless, and nothing that would reach the network by itself.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("browser tests: Playwright is not installed (pip install -e '.[dev]')")
-    executable = CHROMIUM if CHROMIUM.exists() else Path(shutil.which("chromium") or CHROMIUM)
-    if not executable.exists():
-        pytest.skip("browser tests: no /usr/bin/chromium (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(executable), args=CHROMIUM_ARGS)
+    why = chromium.missing()
+    if why is not None:
+        pytest.skip(f"browser tests: {why}")
+    with chromium.launched() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture
