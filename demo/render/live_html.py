@@ -148,7 +148,8 @@ def redis_state(
         f'<table class="kv"><tr><th>queue</th><th>length</th></tr>{rows}</table>'
         f"<p><b>{names.UNACKED}</b>: {unacked.total} reserved</p>"
         f'<ul class="reserved">{reserved}</ul>'
-        f'<table class="kv"><tr><th>{names.RESULT_PREFIX}…</th><th>status</th><th>TTL s</th>'
+        f"<p><b>results</b> of the newest tasks (<code>{names.RESULT_PREFIX}…</code>)</p>"
+        '<table class="kv"><tr><th>task</th><th>status</th><th>TTL s</th>'
         f"<th>written by</th></tr>{stored}</table>"
     )
 

@@ -39,6 +39,8 @@ ul.tree { padding-left: 0; }
 table { border-collapse: collapse; width: 100%; }
 td, th { text-align: left; padding: 2px 6px; border-bottom: 1px solid #eef0f2; }
 table.tasks td { white-space: nowrap; }
+table.kv td, table.kv th { overflow-wrap: normal; }
+ul.traces { margin: 0 0 6px; padding-left: 16px; }
 table.tasks tbody tr { cursor: pointer; } table.tasks tbody tr:hover { background: #eef6ff; }
 tr.selected { background: #dcecff !important; }
 .s-SUCCESS { color: #00855F; } .s-FAILURE { color: #c00; } .s-RETRY { color: #b86e00; }
@@ -66,24 +68,31 @@ class PageLinks:
 
 
 def _header(links: PageLinks) -> str:
-    others = " ".join(
-        f'<a href="/?source={esc(key)}">{esc(title)}</a>'
-        for key, title in links.sources
-        if key != links.source
-    )
-    running = " ".join(
-        f'<a href="/follow?pid={pid}">follow {esc(title)}</a>' for pid, title in links.scenarios
-    )
     flower = f'<a href="{esc(links.flower)}" target="_blank">Flower ↗</a>' if links.flower else ""
     return (
         f"<header><h1>celery-xray · live</h1><span>{esc(links.title)}</span>"
-        f'<span id="conn">connecting …</span><span id="status"></span>{flower}'
-        f"<span>{others}</span><span>{running}</span>"
-        '<form action="/open" method="post" enctype="multipart/form-data">open a trace: '
+        f'<span id="conn">connecting …</span><span id="status"></span>{flower}</header>'
+    )
+
+
+def _traces(links: PageLinks) -> str:
+    """The other sources open, the scenarios running, and a trace file to open."""
+    items = [
+        f'<li><a href="/?source={esc(key)}">{esc(title)}</a></li>'
+        for key, title in links.sources
+        if key != links.source
+    ]
+    items += [
+        f'<li><a href="/follow?pid={pid}">follow {esc(title)}</a> (running)</li>'
+        for pid, title in links.scenarios
+    ]
+    return (
+        f'<section><h2>Traces and scenarios</h2><ul class="traces">{"".join(items)}</ul>'
+        '<form action="/open" method="post" enctype="multipart/form-data">'
+        "open a <code>--json-trace</code> file: "
         '<input type="file" name="trace" accept=".jsonl,.json" onchange="this.form.submit()">'
-        "</form>"
-        '<form action="/open" method="get"><input name="path" placeholder="or its path" '
-        'size="18"></form></header>'
+        '</form><form action="/open" method="get"><input name="path" '
+        'placeholder="or its path on this machine" size="30"></form></section>'
     )
 
 
@@ -96,7 +105,7 @@ def page(links: PageLinks, panels: dict[str, str]) -> str:
         f'<body data-source="{esc(links.source)}">{_header(links)}<main><div>'
         f'<section><h2>Processes</h2><div id="procs">{panels.get("procs", "")}</div></section>'
         f'<section><h2>Redis</h2><div id="redis">{panels.get("redis", "")}</div></section>'
-        "</div><div>"
+        f"{_traces(links)}</div><div>"
         '<section><h2>Recent tasks <small class="empty">(select one)</small></h2>'
         f'<div id="tasks-wrap"><div id="tasks">{panels.get("tasks", "")}</div></div></section>'
         '<section><h2>Sequence</h2><div id="diagram"><p class="empty">select a task above'
