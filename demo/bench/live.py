@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -41,6 +42,7 @@ SLOW_RATE, FAST_RATE = 1.0, 200.0  # tasks a second: the issue's two rates
 SLOW_S = 20.0
 DRAIN_S = 60.0  # how long the last tasks of a phase may take to show
 MB = 1024 * 1024
+THREADS = ("xray-live", "xray-terminal", "xray-page")
 MS = 1000.0
 
 
@@ -62,6 +64,7 @@ class Phase:
     shown: int  # tasks the page showed done
     page: Latency
     terminal: Latency
+    kit_cpu: float  # the X-ray's threads' CPU, in cores, over the phase
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,13 @@ def _publish(rate: float, count: int) -> tuple[int, float]:
     return count, time.perf_counter() - start
 
 
+def _kit_cpu_s() -> float:
+    """CPU seconds used so far by the live X-ray's own threads (xray-live, xray-terminal,
+    xray-page): not the client's publishing, which runs in this process too."""
+    ours = {t.native_id for t in threading.enumerate() if t.name.startswith(THREADS)}
+    return sum(t.user_time + t.system_time for t in psutil.Process().threads() if t.id in ours)
+
+
 def _page_samples(page: Page) -> list[float]:
     samples: list[float] = page.evaluate("window.xray.latencies.splice(0)")
     return samples
@@ -112,14 +122,16 @@ def _footprint(page: Page, tasks: int) -> Footprint:
 def _phase(page: Page, terminal: deque[float], rate: float, count: int) -> Phase:
     _page_samples(page)
     terminal.clear()
+    cpu, start = _kit_cpu_s(), time.monotonic()
     sent, took = _publish(rate, count)
     samples: list[float] = []
     end = time.monotonic() + DRAIN_S
     while len(samples) < sent and time.monotonic() < end:
         time.sleep(0.25)
         samples += _page_samples(page)
+    busy = (_kit_cpu_s() - cpu) / (time.monotonic() - start)
     page_latency, terminal_latency = Latency(tuple(samples)), Latency(tuple(terminal))
-    return Phase(rate, sent, sent / took, len(samples), page_latency, terminal_latency)
+    return Phase(rate, sent, sent / took, len(samples), page_latency, terminal_latency, busy)
 
 
 def run_bench_live(

@@ -43,6 +43,7 @@ def _tables(report: LiveBench) -> tuple[Table, Table]:
             _ms(phase.terminal.quantile(0.5)),
             _ms(phase.terminal.quantile(0.95)),
             str(len(phase.terminal.samples)),
+            f"{phase.kit_cpu:.0%}",
         )
     footprint = Table(title="the page and the kit after N tasks")
     for column in ("tasks", "page JS heap MB", "page DOM nodes", "kit RSS MB"):

@@ -48,6 +48,7 @@
     (m.feed || []).forEach(function (pair) {
       if (pair[0] > lastSeq) { html = pair[1] + html; lastSeq = pair[0]; }
     });
+    if (m.skipped) html = '<li class="empty">… ' + m.skipped + " more lines</li>" + html;
     if (html) feed.insertAdjacentHTML("afterbegin", html);
     while (feed.children.length > FEED_MAX) feed.removeChild(feed.lastChild);
     if (selected && (m.touched || []).indexOf(selected) >= 0) later();
