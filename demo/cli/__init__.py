@@ -16,7 +16,9 @@ def main() -> None:
 def _register() -> None:
     # Each command lives in its own module; they are imported here, once, to be listed.
     from demo.cli.bench import bench_capture_command, bench_command
+    from demo.cli.bench_live import bench_live_command
     from demo.cli.inspect import inspect_command
+    from demo.cli.live import live_command
     from demo.cli.soak import soak_command
     from demo.cli.spy import spy_command
     from demo.cli.trace import trace_command
@@ -30,8 +32,10 @@ def _register() -> None:
         result,
         bench_command,
         bench_capture_command,
+        bench_live_command,
         inspect_command,
         soak_command,
+        live_command,
         spy_command,
         trace_command,
     ):

@@ -28,6 +28,7 @@ from demo.cli.errors import one_line_errors
 from demo.config import KitConfig
 from demo.errors import KitError
 from demo.protocol.commands import short
+from demo.render.live_text import ROLE_STYLES
 from demo.spy.monitor import Spy
 from demo.spy.record import record_events
 from demo.stack import state
@@ -35,15 +36,6 @@ from demo.trace import capture
 from demo.trace.event import TraceEvent, normalise
 from demo.trace.timeline import Timeline
 
-ROLE_STYLES = {
-    names.CLIENT: "bold cyan",
-    names.WORKER_MAIN: "bold green",
-    names.POOL_CHILD: "bold yellow",
-    names.FLOWER: "bold magenta",
-    names.LUA: "blue",
-    names.SPY: "dim",
-    names.UNKNOWN: "bold red",
-}
 RECORD_EVERY = 200  # events per stream entry, at most
 FOLLOW_BLOCK_S = 0.2  # short, so that Ctrl-C and --seconds land
 RECENT_S = 10.0  # how long a recorded command stays available to match a MONITOR line

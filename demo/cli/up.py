@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import click
@@ -26,15 +27,30 @@ INTERRUPTED = 128 + signal.SIGINT  # a shell's exit code for a job stopped by Ct
 @click.command("up")
 @click.option("-c", "--concurrency", type=int, default=None, help="pool children (default: CPUs)")
 @click.option("--flower/--no-flower", default=True, help="start Flower beside the worker")
+@click.option("--quiet", is_flag=True, help="print only what happens to the processes")
+@click.option("--logs-only", is_flag=True, help="print only the worker's own log lines")
+@click.option("--page/--no-page", default=True, help="serve the live page on 127.0.0.1")
 @one_line_errors
-def up(concurrency: int | None, flower: bool) -> None:
-    """Start Redis, an SMTP sink, the tutorial's worker and Flower; Ctrl-C stops them all."""
+def up(concurrency: int | None, flower: bool, quiet: bool, logs_only: bool, page: bool) -> None:
+    """Start Redis, an SMTP sink, the tutorial's worker and Flower; Ctrl-C stops them all.
+
+    Then show what each process does as it happens: in this terminal, and on a page."""
     config = KitConfig.from_env()
     with state.claim(config.state_dir):  # one stack per state folder: refuse a second one
-        _up(config, concurrency, flower)
+        _up(config, concurrency, flower, Live(quiet=quiet, logs_only=logs_only, page=page))
 
 
-def _up(config: KitConfig, concurrency: int | None, flower: bool) -> None:
+@dataclass(frozen=True)
+class Live:
+    """How `demo up` shows what happens: the terminal's mode, and whether to serve the page."""
+
+    quiet: bool
+    logs_only: bool
+    page: bool
+
+
+def _up(config: KitConfig, concurrency: int | None, flower: bool, options: Live) -> None:
+    from demo.live.launch import LiveView, start_live, terminal_mode
     from demo.render.banner import banner
     from demo.stack.flower import USER as FLOWER_USER
     from demo.stack.flower import new_password
@@ -46,6 +62,7 @@ def _up(config: KitConfig, concurrency: int | None, flower: bool) -> None:
         signal.signal(signum, signal.default_int_handler)
     extra = ["-E"] + ([f"--concurrency={concurrency}"] if concurrency else [])
     stack = Stack(config, prefer_tutorial_ports=True)
+    live: LiveView | None = None
     started = False
     failure: KitError | None = None
     try:
@@ -53,6 +70,13 @@ def _up(config: KitConfig, concurrency: int | None, flower: bool) -> None:
             stack.start_worker(extra=extra)
             if flower:
                 stack.start_flower(password=new_password())  # one per run, in the 0600 state
+            live = start_live(
+                stack.broker_url,
+                mode=terminal_mode(quiet=options.quiet, logs_only=options.logs_only),
+                page=options.page,
+                flower=stack.flower.url if stack.flower else None,
+                state_dir=config.state_dir,
+            )
             state.save(
                 config.state_dir,
                 {
@@ -61,17 +85,22 @@ def _up(config: KitConfig, concurrency: int | None, flower: bool) -> None:
                     "flower": stack.flower.url if stack.flower else None,
                     "flower_user": FLOWER_USER if stack.flower else None,
                     "flower_password": stack.flower.password if stack.flower else None,
+                    "live": live.url,
                 },
             )
-            click.echo(banner(stack))
+            click.echo(banner(stack, live_url=live.url))
+            live.stream()
             started = True
             try:
                 watch(stack, say=lambda line: click.echo(line, err=True))
             except KitError as exc:
                 failure = exc
             finally:
+                live.close()
                 click.echo(f"\nstopping: {', '.join(part.title for part in stack.parts())} …")
     except KeyboardInterrupt:
+        if live is not None and not started:
+            live.close()
         if not started:
             click.echo(f"\ninterrupted during start-up: {_what_is_left(stack)}")
             sys.exit(INTERRUPTED)

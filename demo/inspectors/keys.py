@@ -74,9 +74,12 @@ def _stored(task_id: str, raw: object, ttl: object) -> StoredResult:
     return StoredResult(task_id, _ttl(ttl), str(status), meta.get("result"), done, worker)
 
 
-def results(r: redis.Redis, limit: int = 50, task_ids: Sequence[str] = ()) -> ResultsView:
+def results(
+    r: redis.Redis, limit: int = 50, task_ids: Sequence[str] = (), *, groups: bool = True
+) -> ResultsView:
     """Stored results: those of `task_ids` when given, else up to `limit` keys SCAN finds
-    (SCAN chooses which when there are more); plus up to `limit` group and chord keys."""
+    (SCAN chooses which when there are more); plus up to `limit` group and chord keys
+    (unless `groups` is False: finding them SCANs the whole keyspace)."""
     if task_ids:
         keys, truncated = [names.result_key(tid) for tid in task_ids][:limit], False
     else:
@@ -92,11 +95,13 @@ def results(r: redis.Redis, limit: int = 50, task_ids: Sequence[str] = ()) -> Re
         if raw is not None  # expired since SCAN, or no result for that id
     ]
     found.sort(key=lambda res: res.date_done or "", reverse=True)
-    groups = (
+    if not groups:
+        return ResultsView(tuple(found), (), truncated)
+    group_keys = (
         scan_keys(r, f"{names.GROUP_PREFIX}*", limit)[0]
         + scan_keys(r, f"{names.CHORD_UNLOCK_PREFIX}*", limit)[0]
     )
-    return ResultsView(tuple(found), key_infos(r, groups[:limit]), truncated)
+    return ResultsView(tuple(found), key_infos(r, group_keys[:limit]), truncated)
 
 
 def kit_keys(r: redis.Redis, limit: int = 50) -> tuple[KeyInfo, ...]:

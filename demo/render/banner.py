@@ -7,7 +7,7 @@ from demo.stack.redis_server import TUTORIAL_PORT
 from demo.stack.stack import Stack
 
 
-def banner(stack: Stack) -> str:
+def banner(stack: Stack, live_url: str | None = None) -> str:
     worker = stack.workers[0]
     lines = [
         "celery-xray: the tutorial's stack is up (Ctrl-C stops all of it)",
@@ -26,6 +26,8 @@ def banner(stack: Stack) -> str:
                 f"                user {USER}, password {stack.flower.password} "
                 "(new each run; also in the state file, readable by you only)"
             )
+    if live_url:
+        lines.append(f"  X-ray, live   {live_url}  (every process, every Redis command)")
     lines += ["", "In another terminal, the tutorial's client:"]
     tutorial_ports = stack.redis is None or stack.redis.port == TUTORIAL_PORT
     if not tutorial_ports or stack.smtp_port != 1025:

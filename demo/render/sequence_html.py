@@ -21,6 +21,7 @@ TIME_W = 96  # left margin holding the "+12.3 ms" column
 BOX_LINES = 3
 BOX_H = 14 * BOX_LINES + 14
 TOP = 16
+MIN_COL_W = 110.0  # a lane never narrower, whatever the width asked for: labels clip first
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # not allowed in XML 1.0
 
 _PAGE_STYLE = """
@@ -62,11 +63,15 @@ def _wrap(text: str, chars: int, lines: int) -> list[str]:
     return [_clip(line, chars) for line in out]
 
 
-def _column_width(seq: Sequence) -> float:
+def _column_width(seq: Sequence, width: float | None = None) -> float:
     # Wide enough for the longest label between neighbours, within bounds that keep 6 lanes on a
-    # laptop screen; longer labels are clipped and shown whole in their tooltip.
+    # laptop screen; longer labels are clipped and shown whole in their tooltip. With a width
+    # to fit (a page's column), no wider than that width shared between the lanes.
     longest = max((len(split_timing(a.label)[0]) for a in seq.arrows), default=20)
-    return min(max(longest * CHAR_W + 24, 170.0), 300.0)
+    natural = min(max(longest * CHAR_W + 24, 170.0), 300.0)
+    if width is None or not seq.participants:
+        return natural
+    return max(min(natural, (width - TIME_W - 16) / len(seq.participants)), MIN_COL_W)
 
 
 def _arrow_svg(a: Arrow, x1: float, x2: float, y: float, colour: str, col_w: float) -> str:
@@ -85,7 +90,7 @@ def _arrow_svg(a: Arrow, x1: float, x2: float, y: float, colour: str, col_w: flo
     head = x2 - sign * 9
     shown = esc(_clip(text, int((abs(x2 - x1) - 12) / CHAR_W)))
     return (
-        f'<g class="message"><title>{tip}</title>'
+        f'<g class="message" data-src="{esc(a.src)}" data-dst="{esc(a.dst)}"><title>{tip}</title>'
         f'<path class="arrow" d="M{x1:.1f} {y:.1f} H{head:.1f}" stroke="{colour}" '
         f'stroke-width="1.6" fill="none"/>'
         f'<polygon points="{x2:.1f},{y:.1f} {head:.1f},{y - 4.5:.1f} {head:.1f},{y + 4.5:.1f}" '
@@ -95,11 +100,13 @@ def _arrow_svg(a: Arrow, x1: float, x2: float, y: float, colour: str, col_w: flo
     )
 
 
-def render_svg(seq: Sequence) -> str:
+def render_svg(seq: Sequence, width: float | None = None) -> str:
     """An SVG of `seq`: a box and dashed lifeline per participant, then one row per arrow, with
-    its time since the first event on the left. Messages are `<path class="arrow">` with a head;
-    notes are `<g class="note">` boxes on their lifeline. Size follows the counts of both."""
-    col_w = _column_width(seq)
+    its time since the first event on the left. Messages are `<g class="message">` (a `<path
+    class="arrow">` with a head; `data-src`/`data-dst` name the lanes); notes are
+    `<g class="note">` boxes on their lifeline. Size follows the counts of both; with `width`,
+    the lanes share that width (down to MIN_COL_W each)."""
+    col_w = _column_width(seq, width)
     x = {p.key: TIME_W + col_w * i + col_w / 2 for i, p in enumerate(seq.participants)}
     first_row = TOP + BOX_H + 28
     bottom = first_row + max(len(seq.arrows) - 1, 0) * ROW_H + 20

@@ -35,6 +35,7 @@ from rich.panel import Panel
 from demo import names
 from demo.config import KitConfig
 from demo.errors import KitError
+from demo.live import registry as live
 from demo.spy.monitor import Spy
 from demo.stack.stack import Stack
 from demo.stack.worker import Worker
@@ -204,7 +205,8 @@ def run(
             with spy if spy is not None else contextlib.nullcontext():
                 scenario = Scenario(title, stack, Timeline(stack.broker_url, spy), console, pause)
                 try:
-                    body(scenario)
+                    with live.announced(stack.config.state_dir, title, stack.broker_url, console):
+                        body(scenario)
                 finally:
                     if options.json_trace:
                         scenario.timeline.settle()

@@ -87,15 +87,25 @@ def _entries(reply: Any) -> list[tuple[str, list[Event] | None]]:
 class Timeline:
     """Trace events from construction on, merged with a spy's events, sorted by ts."""
 
-    def __init__(self, redis_url: str, spy: Spy | None = None, *, history: bool = False) -> None:
-        """From now on; with `history`, from the oldest event the capped stream still holds."""
+    def __init__(
+        self,
+        redis_url: str,
+        spy: Spy | None = None,
+        *,
+        history: bool = False,
+        keep: int = EVENTS_MAX,
+    ) -> None:
+        """From now on; with `history`, from the oldest event the capped stream still holds.
+
+        `keep` bounds the events held for `events()`: a follower that only reads what
+        `follow` hands it keeps few."""
         self._redis = redis.Redis.from_url(
             redis_url, decode_responses=True, client_name=CLIENT_NAME, socket_timeout=5
         )
         self._spy = spy
         self._marker_pool = redis.ConnectionPool.from_url(redis_url)
         # Bounded like the stream itself: older events are gone from Redis anyway.
-        self._trace: deque[TraceEvent] = deque(maxlen=EVENTS_MAX)
+        self._trace: deque[TraceEvent] = deque(maxlen=keep)
         self._roles: dict[int, str] = {}
         self._ingest = capture.Ingest()
         self._captured = False  # whether any process recorded its own commands
@@ -254,6 +264,11 @@ class Timeline:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    @property
+    def cursor(self) -> str:
+        """The id of the last stream entry read ("0-0" before any): where a reader resumes."""
+        return self._cursor
 
     def follow(self, block_s: float) -> list[TraceEvent]:
         """The events that reached the stream since the last call, in the order they came,

@@ -132,9 +132,16 @@ def _iso_utc(created: float) -> str:
     return f"{_second[1]}.{int((created - seconds) * 1_000_000):06d}Z"
 
 
+# billiard logs as "multiprocessing" (billiard/util.py LOGGER_NAME), e.g. the supervisor's
+# `Process 'ForkPoolWorker-1' pid:4242 exited with 'signal 9 (SIGKILL)'`.
+BILLIARD_LOGGER = "multiprocessing"
+TEED = ("celery", "kombu", BILLIARD_LOGGER)
+
+
 def _tee(record: logging.LogRecord, event: EventDict) -> None:
-    """The one rule for both formatters: Celery's and kombu's INFO+ lines become "log" hops."""
-    if record.levelno < logging.INFO or not record.name.startswith(("celery", "kombu")):
+    """The one rule for every formatter: Celery's, kombu's and billiard's INFO+ lines become
+    "log" hops."""
+    if record.levelno < logging.INFO or not record.name.startswith(TEED):
         return
     fields = {
         "logger": record.name,
@@ -145,6 +152,18 @@ def _tee(record: logging.LogRecord, event: EventDict) -> None:
     if "task_id" in event:
         fields["task_id"] = event["task_id"]
     hop("log", **fields)
+
+
+class BilliardTee(logging.Filter):
+    """billiard's logger does not propagate to the root's handler: its warnings and errors (a
+    pool child that exited, and how) reach the trace through this filter, and stderr as
+    before (logging's last resort handler prints them as they are: the worker's log keeps
+    them). Its INFO lines, which no handler prints, stay out of the trace too."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            _tee(record, {"event": record.getMessage(), **process.identity()})
+        return True
 
 
 def _renderer(log_format: str) -> Any:
@@ -185,6 +204,9 @@ def configure(level: int | str = logging.INFO, log_format: str = "auto") -> None
         # Celery's two lines per task, JSON, without structlog's per-record chain.
         formatter = FlatJsonFormatter()
     handler.setFormatter(formatter)
+    billiard = logging.getLogger(BILLIARD_LOGGER)
+    if not any(isinstance(f, BilliardTee) for f in billiard.filters):
+        billiard.addFilter(BilliardTee())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

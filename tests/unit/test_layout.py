@@ -1,7 +1,7 @@
 """The layout's rules, read from the source with `ast`: one home per concern, imports downward.
 
 - no import cycle among the modules of `demo/` and `envoi_mails/` (imports inside functions
-  count: a cycle there is a cycle all the same);
+  count: a cycle there is a cycle all the same; imports for annotations only do not);
 - the engine (everything but `demo/cli` and `demo/scenes`) never imports the CLI or the scenes;
 - only `demo/cli` imports click;
 - the app (`envoi_mails/`) never imports the kit;
@@ -34,10 +34,21 @@ def _modules() -> dict[str, Path]:
 MODULES = _modules()
 
 
+def _runtime_nodes(tree: ast.AST) -> Iterator[ast.AST]:
+    """Every node, but those under `if TYPE_CHECKING:`: an import for annotations only never
+    runs, so it makes no cycle."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test).endswith("TYPE_CHECKING"):
+            yield from (n for child in node.orelse for n in (child, *_runtime_nodes(child)))
+            continue
+        yield node
+        yield from _runtime_nodes(node)
+
+
 def _imported(path: Path, name: str) -> Iterator[str]:
-    """The modules `path` imports (absolute names), anywhere in its body."""
+    """The modules `path` imports (absolute names) when it runs, anywhere in its body."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
