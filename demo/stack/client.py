@@ -24,7 +24,7 @@ def outcome(result: Any, timeout: float) -> dict[str, Any]:
         value = result.get(timeout=timeout, propagate=False)
     except CeleryTimeout:
         state = result.state
-        _release(result)
+        release(result)
         raise KitError(
             f"task {result.id} not finished after {timeout:.0f} s (state "
             f"{state}): is a worker running? (python -m demo up)"
@@ -34,7 +34,7 @@ def outcome(result: Any, timeout: float) -> dict[str, Any]:
     return {"task_id": result.id, "state": result.state, "result": value}
 
 
-def _release(result: Any) -> None:
+def release(result: Any) -> None:
     """Unsubscribe now, while the interpreter is whole: the backend holds pending results,
     and AsyncResult.__del__ would otherwise try it during shutdown and print a traceback."""
     result.backend.remove_pending_result(result)
