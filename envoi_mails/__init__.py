@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         get_inside,
         slow,
         slow_late,
+        slow_tidy,
         tsum,
         whoami,
     )
@@ -34,6 +35,7 @@ _HOME = {
     "get_inside": "tasks",
     "slow": "tasks",
     "slow_late": "tasks",
+    "slow_tidy": "tasks",
     "tsum": "tasks",
     "whoami": "tasks",
 }
@@ -48,6 +50,7 @@ __all__ = [
     "settings",
     "slow",
     "slow_late",
+    "slow_tidy",
     "tsum",
     "whoami",
 ]
