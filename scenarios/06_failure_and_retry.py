@@ -2,7 +2,8 @@
 
 A failure is a result like any other: the pool child stores it, traceback included. A retry
 is not the same message run again: the pool child publishes a brand-new message with an
-`eta`, which waits inside the worker (reserved in `unacked`), not in the queue.
+`eta`, which waits inside the worker (reserved in `unacked`), not in the queue; if it waits
+there longer than the visibility timeout, a sweep delivers it again and it runs twice.
 """
 
 from __future__ import annotations
