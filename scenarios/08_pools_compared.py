@@ -109,8 +109,8 @@ def who_writes_the_result(s: Scenario) -> None:
     with s.step(
         "3. Who writes the result",
         "The process that runs the task stores its result (`mark_as_done`: `SETEX` + "
-        "`PUBLISH`). The spy names each SETEX's sender from the OS's socket table and the "
-        "sender's command line, whatever the process says about itself.",
+        "`PUBLISH`). Each process records the commands it sends with its own pid: the SETEX "
+        "names the process that ran the task.",
     ):
         asked = {k: s.published(WHOAMI, routing_key=pool(k))[0] for k in w}
         s.timeline.settle()
@@ -215,7 +215,8 @@ def a_slow_tasks_neighbour(s: Scenario) -> None:
 
 
 def story(s: Scenario) -> None:
-    # Build the app first, as any client does: until then the spy calls this process "spy".
+    # Build the app first, as any client does: from then on this process records its own
+    # Redis commands, as a client.
     importlib.import_module("envoi_mails.instance")
     three_workers(s)
     where_a_task_runs(s)

@@ -31,7 +31,7 @@ from demo.trace import query as q
 from demo.trace.event import TraceEvent, args_of, command_name, who
 from demo.trace.timeline import Timeline
 
-WAIT_S = 30.0  # a task's hops and the spy's commands land within this
+WAIT_S = 30.0  # a task's hops and commands land on the timeline within this
 
 
 def settled(
@@ -43,7 +43,7 @@ def settled(
     timeout: float = WAIT_S,
 ) -> list[TraceEvent]:
     """The task's events, once each of `hops` (and with `state`, a task.postrun in that state)
-    is on the timeline and the spy has shown every command sent so far.
+    is on the timeline and every process has shipped the commands it sent so far.
 
     Each process ships its hops every 0.1 s: the MainProcess's may land after the child's.
     """

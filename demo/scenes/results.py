@@ -90,7 +90,7 @@ def wait_stops_asking(
     """
 
     def quiet() -> float | None:
-        timeline.settle()  # the spy has shown every BRPOP sent so far
+        timeline.settle()  # every BRPOP sent so far is on the timeline
         last = query.last(timeline.events(), command="BRPOP", key=queue, pid=pid)
         return last["ts"] if last is not None and time.time() - last["ts"] >= quiet_s else None
 
