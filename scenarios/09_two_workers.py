@@ -2,7 +2,8 @@
 
 Two worker nodes, `a@%h` and `b@%h`, both consume `celery`. Nobody deals the messages out:
 each MainProcess BRPOPs and Redis hands each message to one of them. A control command is
-the opposite, a broadcast every worker answers. Then one worker is stopped while it works.
+the opposite, a broadcast every worker answers. Then one worker is stopped while it works,
+and a third, stopped while it holds reserved messages, puts them back for the others.
 """
 
 from __future__ import annotations
