@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         get_inside,
         slow,
         slow_late,
+        slow_tidy,
         tsum,
         whoami,
     )
@@ -36,6 +37,7 @@ _HOME = {
     "get_inside": "tasks",
     "slow": "tasks",
     "slow_late": "tasks",
+    "slow_tidy": "tasks",
     "tsum": "tasks",
     "whoami": "tasks",
 }
@@ -51,6 +53,7 @@ __all__ = [
     "settings",
     "slow",
     "slow_late",
+    "slow_tidy",
     "tsum",
     "whoami",
 ]

@@ -11,6 +11,19 @@ _CONNECT_TIMEOUT_S = 2.0
 _PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
 
 
+def transport_options(settings: Settings) -> dict[str, float]:
+    """kombu's Redis transport options: a bounded connect, and the visibility timeout and
+    sweep interval when the environment sets them (kombu/transport/redis.py, Channel)."""
+    options = {"socket_connect_timeout": _CONNECT_TIMEOUT_S}
+    if settings.visibility_timeout is not None:
+        options["visibility_timeout"] = settings.visibility_timeout
+    if settings.unacked_restore_interval is not None:
+        # Every tick sweeps: kombu otherwise scans on one call in `unacked_restore_throttle`.
+        options["unacked_restore_interval"] = settings.unacked_restore_interval
+        options["unacked_restore_throttle"] = 1
+    return options
+
+
 def create_app(settings: Settings) -> Celery:
     """Build the app. Importing `envoi_mails` does this once, from the environment."""
     backend = settings.result_backend
@@ -30,7 +43,7 @@ def create_app(settings: Settings) -> Celery:
         accept_content=["json"],
         result_accept_content=["json"],
         broker_connection_timeout=_CONNECT_TIMEOUT_S,
-        broker_transport_options={"socket_connect_timeout": _CONNECT_TIMEOUT_S},
+        broker_transport_options=transport_options(settings),
         task_publish_retry_policy=_PUBLISH_RETRY,
         redis_socket_connect_timeout=_CONNECT_TIMEOUT_S,
         result_backend_transport_options={"retry_policy": {"max_retries": 2}},

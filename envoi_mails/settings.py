@@ -41,6 +41,16 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _optional(env: Mapping[str, str], name: str) -> float | None:
+    """A positive number of seconds, or None when the variable is unset (the library's own)."""
+    if not env.get(name):
+        return None
+    value = _number(env, name, 0.0)
+    if value <= 0:
+        raise SettingsError(f"{name}={env[name]!r} must be more than 0 seconds")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the app is configured with. Build it with :meth:`from_env`."""
@@ -57,6 +67,11 @@ class Settings:
     mail_max_retries: int = 5
     mail_retry_backoff: float = 2.0
     mail_retry_backoff_max: float = 60.0
+    # kombu's Redis transport: how old a reservation in `unacked` may get before a sweep
+    # puts it back on its queue (None: kombu's 3600 s), and how often a worker sweeps
+    # (None: kombu's, about every 100 s). A short pair shows a redelivery within seconds.
+    visibility_timeout: float | None = None
+    unacked_restore_interval: float | None = None
     # XRAY_TRACE=0: no instrumentation at all, the app is plain Celery (for the benchmark).
     xray_trace: bool = True
     # XRAY_COMMANDS=0: hops and logs only; no process records its own Redis commands.
@@ -82,6 +97,8 @@ class Settings:
             smtp_timeout=_number(env, "SMTP_TIMEOUT", 5.0),
             mail_from=env.get("MAIL_FROM") or DEFAULT_MAIL_FROM,
             result_expires=_number(env, "CELERY_RESULT_EXPIRES", 86400.0),
+            visibility_timeout=_optional(env, "CELERY_VISIBILITY_TIMEOUT"),
+            unacked_restore_interval=_optional(env, "CELERY_UNACKED_RESTORE_INTERVAL"),
             mail_max_retries=int(_number(env, "MAIL_MAX_RETRIES", 5.0)),
             mail_retry_backoff=_number(env, "MAIL_RETRY_BACKOFF", 2.0),
             mail_retry_backoff_max=_number(env, "MAIL_RETRY_BACKOFF_MAX", 60.0),

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
 
 from envoi_mails import mailer
 from envoi_mails.instance import app, settings
@@ -95,6 +96,18 @@ def slow_late(seconds: float) -> dict[str, float | int]:
     started = time.time()
     time.sleep(seconds)
     return {"pid": os.getpid(), "started": started, "ended": time.time()}
+
+
+@app.task(name="envoi_mails.slow_tidy")
+def slow_tidy(seconds: float) -> dict[str, float | int | str | None]:
+    """`slow`, but it catches a soft time limit: SoftTimeLimitExceeded is raised inside the
+    body (the child's SIGUSR1 handler raises it), so the task can clean up and return."""
+    started = time.time()
+    try:
+        time.sleep(seconds)
+    except SoftTimeLimitExceeded as exc:
+        return {"pid": os.getpid(), "caught": type(exc).__name__, "after": time.time() - started}
+    return {"pid": os.getpid(), "caught": None, "after": time.time() - started}
 
 
 @app.task(name="envoi_mails.tsum")

@@ -1,8 +1,8 @@
 """A worker starts: one MainProcess, two pre-forked children, and what it sets up in Redis.
 
-`celery -A envoi_mails worker --loglevel=info -c 2`, started while the spy watches Redis: the
-children exist before any task, only the MainProcess talks to the broker, and it tells the
-world it is alive every two seconds.
+`celery -A envoi_mails worker --loglevel=info -c 2`, each process recording the Redis commands
+it sends: the children exist before any task, at rest only the MainProcess talks to the broker,
+and it tells the world it is alive every two seconds.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from demo.render.inspect import escape, render_bindings
 from demo.scenes import processes as proc
 from demo.scenes.frame import Scenario, run
 from demo.trace import query as q
-from demo.trace.event import args_of, key_of
+from demo.trace.event import args_of, at, key_of
 
 WORKER, DEFAULT = "celery", "no-c"  # the `-c 2` worker of steps 1-6; step 7's, without -c
 CHILDREN = 2
@@ -36,6 +36,7 @@ BRPOPS, BRPOP_TIMEOUT_S = 3, 1  # consume loops watched; kombu's BRPOP timeout
 FULL_WAIT_S = 0.95  # a BRPOP that waited its whole second, give or take the clocks
 BEATS, SIGNALS, FREQ_S = 2, 3, 2.0  # heartbeat PUBLISHes and hops watched; their frequency
 ABOUT_FREQ_S = (1.5, 3.0)  # two heartbeats this far apart are "about every 2 s"
+CONNECTED = "Connected to redis://"  # the MainProcess logs it once its broker connection is up
 SOON_S = 10  # how long a hop or command that follows at once may take to be seen
 
 
@@ -54,10 +55,19 @@ def step_1(s: Scenario) -> None:
             len(pool.child_pids) == CHILDREN and {c.ppid for c in pool.children} == {worker.pid},
             f"MainProcess {worker.pid}, children {pool.child_pids}",
         )
-        talks = s.timeline.first(event=names.REDIS_COMMAND, role=names.WORKER_MAIN)
+        connected = s.timeline.wait_for(
+            event=names.LOG, pid=worker.pid, containing=CONNECTED, timeout=SOON_S, what=CONNECTED
+        )
+        # Its very first command, the connection's handshake (HELLO) included: the timeline
+        # leaves that chatter out of its events, not out of what it read.
+        opened = s.timeline.first_sent(worker.pid)
+        forked = max(c.create_time for c in pool.children)
+        s.show(ev.commands_table([e for e in (opened,) if e], "the MainProcess's first command"))
         s.expect(
-            "both were forked (OS start time) before the MainProcess's first Redis command",
-            talks is not None and max(c.create_time for c in pool.children) <= talks["ts"],
+            "both were forked (OS start time) before the MainProcess's first Redis command "
+            "and its `Connected to redis://` log line",
+            opened is not None and forked < opened["ts"] and forked < connected["ts"],
+            f"forked {forked:.3f}, first command {at(opened):.3f}, connected {connected['ts']:.3f}",
         )
 
 
@@ -151,7 +161,8 @@ def step_5(s: Scenario) -> None:
     with s.step(
         "5. The consume loop: BRPOP, one second at a time",
         "The MainProcess blocks on `celery` and its priority lists (`\\x06\\x16` + 3, 6, 9) for "
-        "at most 1 s, then asks again. The children never talk to the broker.",
+        "at most 1 s, then asks again. Idle, the children send Redis nothing (a task's retry or "
+        "chain link is theirs to publish: 06, 10).",
     ):
         loops = tl.wait_until(
             command="BRPOP", key=QUEUE, count=BRPOPS, timeout=SOON_S, what="BRPOP"
@@ -181,8 +192,9 @@ def step_6(s: Scenario) -> None:
     tl, worker = s.timeline, s.worker(WORKER)
     with s.step(
         "6. The heartbeat",
-        "With `-E` the MainProcess PUBLISHes a `worker-heartbeat` event every 2 s; monitors "
-        "such as Flower call a worker offline after 2 × freq without one.",
+        "The MainProcess PUBLISHes a `worker-heartbeat` event every 2 s, with or without `-E` "
+        "(which only adds task events: 12); monitors such as Flower call a worker offline "
+        "after 2 × freq without one.",
     ):
         beats = tl.wait_until(
             command="PUBLISH", key_suffix=HEARTBEAT, count=BEATS, timeout=SOON_S, what="beats"
@@ -236,7 +248,7 @@ def step_7(s: Scenario) -> None:
 
 
 def story(s: Scenario) -> None:
-    import envoi_mails  # noqa: F401  # this process is the app's client: the spy labels it so
+    import envoi_mails  # noqa: F401  # this process is the app's client: it records its commands
 
     for step in (step_1, step_2, step_3, step_4, step_5, step_6, step_7):
         step(s)

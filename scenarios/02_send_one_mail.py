@@ -18,7 +18,7 @@ from demo.render import tables as ev
 from demo.render.sequence_text import to_rich
 from demo.scenes.frame import Scenario, run
 from demo.trace import query as q
-from demo.trace.event import args_of, key_of
+from demo.trace.event import args_of, at, key_of
 from demo.trace.sequence import build_sequence
 
 ADDRESS = "destinataire@example.com"
@@ -29,6 +29,7 @@ RESULT_EXPIRES_S = 86400  # Celery's default result_expires: a day
 ADDENDS, SUM = (2, 3), 5
 SOON_S = 10  # how long a hop or command that follows at once may take to be seen
 TASK_S = 30  # how long a task may take, from publish to stored result
+ACCEPTED_AND_ACKED = ("task.received", "task.accepted", "task.acked")  # the MainProcess's hops
 
 
 def step_1(s: Scenario) -> AsyncResult:
@@ -86,29 +87,47 @@ def step_3(s: Scenario) -> None:
         "3. A worker takes it",
         "`celery -A envoi_mails worker --loglevel=info -c 2`: the MainProcess BRPOPs "
         "the list, reserves the message in `unacked`, hands it to a pool child over a "
-        "pipe, and acks it when the child says it started (early ack).",
+        "pipe, and acks it when the child says it started (early ack): the ack follows the "
+        "child's ACK on the pipe, whether or not the child has stored the result yet.",
     ):
         task_id = s.task_id(MAIL_TASK)
         worker = s.start_worker(WORKER, extra=["-c", str(CHILDREN)])
         stored = tl.wait_for(
             command="SETEX", task_id=task_id, timeout=TASK_S, what="the result's SETEX"
         )
+        # The MainProcess's hops, recorded where Celery hands it the child's ACK
+        # (Request.on_accepted) and where it acks (Request.acknowledge, which leaves the HDEL
+        # to the event loop's next turn), on the clock of its HSET and HDEL; it ships them on
+        # its own 0.1 s tick, maybe after the child's SETEX.
+        (life,) = tl.wait_lives(
+            [task_id], timeout=SOON_S, what="the ACK and the ack", hops=ACCEPTED_AND_ACKED
+        )
+        ack = tl.wait_for(
+            command="HDEL", key=names.UNACKED, task_id=task_id, timeout=SOON_S, what="HDEL"
+        )
         events = tl.for_task(task_id)
         s.show(ev.commands_table(events), ev.process_table(worker.pid))
         brpop = tl.first(command="BRPOP", role=names.WORKER_MAIN)
-        reserve = q.first(events, command="HSET", key_prefix=names.UNACKED)
-        ack = q.first(events, command="HDEL", key_prefix=names.UNACKED)
+        reserve = q.first(events, command="HSET", key=names.UNACKED, pid=worker.pid)
+        accepted, acked = life["task.accepted"], life["task.acked"]
         s.expect(
             "BRPOP on celery comes from the worker's MainProcess",
             brpop is not None and brpop["pid"] == worker.pid,
         )
         s.expect(
-            "the MainProcess reserves the message (HSET unacked)",
-            reserve is not None and reserve["pid"] == worker.pid,
+            "the MainProcess reserves the message (HSET unacked) before a child starts it",
+            reserve is not None and at(reserve) < at(accepted),
         )
         s.expect(
-            "the MainProcess acks it (HDEL unacked) before the result is written",
-            ack is not None and ack["pid"] == worker.pid and ack["ts"] < stored["ts"],
+            "it acks once the child that stores the result said it started: task.accepted ≤ "
+            "task.acked (not late), task.accepted ≤ its HDEL unacked",
+            accepted is not None
+            and acked is not None
+            and accepted.get("child_pid") == stored["pid"]
+            and ack["pid"] == worker.pid
+            and at(accepted) <= min(at(acked), at(ack))
+            and acked.get("late") is False,
+            f"ACK from child {accepted.get('child_pid') if accepted else '?'}",
         )
         s.expect(
             "a pool child, not the MainProcess, writes the result (SETEX)",
@@ -188,8 +207,10 @@ def step_7(s: Scenario) -> None:
     with s.step(
         "7. add.delay(2, 3): who computes, who stores, who reads",
         "The tutorial's other example. The MainProcess learns which child took the job from "
-        "the child's ACK on its pipe, not from Redis; the child computes 5 and stores it; "
-        "the caller reads it. The worker never fetches the result.",
+        "the child's ACK on its pipe, not from Redis; the child computes 5 and stores it "
+        "(after a GET of its own: it never overwrites a stored SUCCESS); the caller reads it. "
+        "The MainProcess sends no command on the result key here: it reads one only when a "
+        "child is lost or a revoke arrives (07, 11).",
     ):
         sum_ = add.delay(*ADDENDS)
         five = sum_.get(timeout=TASK_S)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import uuid
+from dataclasses import dataclass
 
 from rich.pretty import Pretty
 
@@ -18,6 +20,7 @@ from demo.protocol.envelope import decode_result
 from demo.render import tables as ev
 from demo.scenes import results as res
 from demo.scenes.frame import Scenario, run
+from demo.stack.client import release
 from demo.trace import query as q
 from demo.trace.event import args_of
 
@@ -28,8 +31,7 @@ SLOW_TASK = "envoi_mails.slow"
 RESULT_EXPIRES_S = 86400  # Celery's default result_expires: a day
 FRESH_S = 400  # a key read this soon after its SETEX still has almost all of its day
 EXPIRED_WITHIN_S = (2.0, 4.5)  # "about 3 s": when the brief key is seen gone after its SETEX
-LINGER_S = 0.5  # the fetching process stays alive so the spy can name its pid
-PENDING_WAIT_S = 1  # how long `demo result` waits for an expired task's result
+GET_TIMEOUT_S = 1  # how long get() waits for an expired (or unknown) task's result
 STDERR_TAIL, TRACEBACK_LINES = 200, 4  # characters, lines shown
 AT_ONCE_S = 1  # a get() that has nothing to wait for returns well within this
 SOON_S = 5  # how long a hop or command that follows at once may take to be seen
@@ -37,7 +39,8 @@ TASK_S = 10  # how long a task may take, from publish to stored result
 
 
 def returned(s: Scenario, task_id: str) -> object:
-    """What step 1's get() returned: the result in the PUBLISH it woke on, as the spy saw it."""
+    """What step 1's get() returned: the result in the PUBLISH it woke on, as the child
+    recorded it."""
     publish = s.timeline.wait_for(
         command="PUBLISH", task_id=task_id, timeout=SOON_S, what="the PUBLISH"
     )
@@ -52,13 +55,16 @@ def step_1(s: Scenario) -> None:
         "1. Subscribe, publish, wait",
         "`slow.delay(0.5).get()`: the client subscribes to the result channel, then LPUSHes "
         "the message. A pool child stores the result (GET, then SETEX and PUBLISH in one "
-        "MULTI); the client's `get()` wakes on that PUBLISH. The worker never reads results.",
+        "MULTI); the client's `get()` reads the key once, then sleeps until that PUBLISH: no "
+        "polling. The MainProcess does not touch the key here (it reads one when a child is "
+        "lost or a revoke arrives: 07, 11).",
     ):
         worker = s.start_worker(WORKER, extra=["-c", str(CHILDREN)])
         result = slow.delay(SLOW_S)
         value, key = result.get(timeout=TASK_S), names.result_key(result.id)
-        woke = tl.wait_for(
-            event="result.message", task_id=result.id, timeout=SOON_S, what="result.message"
+        woke, wait, fetched = (
+            tl.wait_for(event=hop, task_id=result.id, pid=me, timeout=SOON_S, what=hop)
+            for hop in ("result.message", "result.wait", "result.fetched")
         )
         sub, push, setex, publish = (
             tl.wait_for(command=c, task_id=result.id, timeout=SOON_S, what=c)
@@ -68,14 +74,23 @@ def step_1(s: Scenario) -> None:
         events, child = tl.for_task(result.id), setex["pid"]
         s.show(ev.commands_table(events), ev.hops_table(q.select(events, role=names.CLIENT)))
         writes = [args_of(e)[0] for e in q.select(events, key_prefix=key, pid=child)]
-        late_gets = q.select(events, command="GET", since=setex["ts"])
+        # Every GET this client sent while get() waited: result.wait to result.fetched.
+        gets = q.select(events, command="GET", pid=me, since=wait["ts"], until=fetched["ts"])
         main = tl.select(key=key, pid=worker.pid)
         ok = sub["pid"] == push["pid"] == me and sub["ts"] < push["ts"]
         s.expect("SUBSCRIBE comes before LPUSH, both from this client", ok)
         ok = child in worker.children() and writes == ["GET", "SETEX", "PUBLISH"]
         s.expect("a pool child writes the key: GET, SETEX, PUBLISH", ok, f"pid {child}: {writes}")
-        ok = woke["pid"] == me and woke["ts"] >= publish["ts"] and not late_gets
-        s.expect("get() woke on the PUBLISH (result.message after it, no GET after SETEX)", ok)
+        ok = len(gets) == 1 and gets[0]["ts"] < setex["ts"]
+        s.expect(
+            "while get() waited, the client sent exactly one GET, before the child's SETEX: "
+            "it read once, it did not poll",
+            ok,
+            f"{len(gets)} GET",
+        )
+        s.expect(
+            "get() woke on the PUBLISH (result.message at or after it)", woke["ts"] >= publish["ts"]
+        )
         s.expect("the MainProcess sent no command on the result key", not main, f"{len(main)}")
         s.expect("the value is what that child returned", value["pid"] == child)
 
@@ -84,8 +99,9 @@ def step_2(s: Scenario) -> None:
     with s.step(
         "2. What the child stored",
         "JSON, not a Python object, living `result_expires` (a day by default). Celery adds no "
-        "pid and no worker name (the pid in `result` is what `slow` returned): only the spy "
-        "can say which process wrote it. (This GET and TTL are the scenario's own.)",
+        "pid and no worker name (the pid in `result` is what `slow` returned): only the trace "
+        "says which process wrote it, the SETEX as its sender recorded it. (This GET and TTL "
+        "are the scenario's own.)",
     ):
         task_id = s.task_id(SLOW_TASK)
         stored = res.read_result(s.redis, task_id)
@@ -108,11 +124,10 @@ def step_3(s: Scenario) -> None:
         "3. Another process, with only the task id",
         "`python -m demo result <task_id>`: a new Python process builds an AsyncResult from "
         "the id alone and reads the key: a result is not tied to the process that sent the "
-        "task. (It lingers 0.5 s before exiting: the spy asks the OS which pid owns a socket, "
-        "and the OS forgets the sockets of a process that has exited.)",
+        "task. That process records its Redis commands itself, like any client of the app.",
     ):
         task_id = s.task_id(SLOW_TASK)
-        fetched = res.fetch_in_new_process(s.stack.env, task_id, linger_s=LINGER_S)
+        fetched = res.fetch_in_new_process(s.stack.env, task_id)
         s.timeline.settle()
         theirs = q.select(s.timeline.for_task(task_id), pid=fetched.pid)
         s.show(Pretty(fetched.output), ev.commands_table(theirs, "Redis commands of that process"))
@@ -124,13 +139,50 @@ def step_3(s: Scenario) -> None:
         s.expect("its GET comes from a new pid", ok, f"pid {fetched.pid}")
 
 
+@dataclass(frozen=True)
+class Waited:
+    """What `AsyncResult(id).get(timeout=…)` did in this process."""
+
+    raised: str  # the exception's qualified name; "" if get() returned
+    waited_s: float
+    state: str
+
+    @property
+    def timed_out(self) -> bool:
+        return (
+            self.raised == "celery.exceptions.TimeoutError"
+            and self.waited_s >= GET_TIMEOUT_S
+            and self.state == "PENDING"
+        )
+
+    def __str__(self) -> str:
+        return f"{self.raised or 'returned'} after {self.waited_s:.2f} s, state {self.state}"
+
+
+def waits_out(task_id: str) -> Waited:
+    """Ask the app for a result by id alone, `AsyncResult(task_id)`, and wait GET_TIMEOUT_S."""
+    from envoi_mails import app
+
+    asked, raised = time.monotonic(), ""
+    handle = app.AsyncResult(task_id)
+    try:
+        handle.get(timeout=GET_TIMEOUT_S)
+    except Exception as exc:  # whatever it raises is what the step reports
+        raised = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    waited = Waited(raised, time.monotonic() - asked, handle.state)
+    release(handle)  # a caller that gives up stops listening
+    return waited
+
+
 def step_4(s: Scenario) -> None:
     from envoi_mails import add
 
     with s.step(
         "4. result_expires: a worker that keeps results 3 s",
         "A second worker (queue `brief`) runs with `CELERY_RESULT_EXPIRES=3`. The TTL is the "
-        "writer's setting; the client's own `result_expires` (a day) plays no part.",
+        "writer's setting; the client's own `result_expires` (a day) plays no part. Once the "
+        "key is gone, `AsyncResult(id).get(timeout=1)` cannot tell expired from never seen: "
+        "it waits its second and raises `TimeoutError`; the state reads PENDING.",
     ):
         expires = {"CELERY_RESULT_EXPIRES": str(BRIEF_EXPIRES_S)}
         brief = s.start_worker(BRIEF, ["-c", "1", "-Q", BRIEF], expires)
@@ -141,19 +193,22 @@ def step_4(s: Scenario) -> None:
         )
         stored = res.read_result(s.redis, short.id)
         gone = res.wait_until_gone(s.redis, stored.key, timeout=TASK_S) - setex["ts"]
-        later = res.fetch_in_new_process(s.stack.env, short.id, timeout=PENDING_WAIT_S)
-        unknown = add.AsyncResult(str(uuid.uuid4())).state
-        said = (later.stderr.splitlines() or [""])[0]
+        expired, unknown = waits_out(short.id), waits_out(str(uuid.uuid4()))
         s.show(ev.commands_table([setex]), f"TTL then: {stored.ttl_s} s; gone {gone:.2f} s later")
-        s.show(f"`python -m demo result <id>` now: exit {later.returncode}: {said}")
+        s.show(f"get(timeout={GET_TIMEOUT_S}) now: {expired}; on an id never seen: {unknown}")
         ok = args_of(setex)[2] == str(BRIEF_EXPIRES_S) and setex["pid"] in brief.children()
         s.expect("the brief worker's child wrote it with SETEX … 3", ok)
         ok = stored.ttl_s is not None and 0 < stored.ttl_s <= BRIEF_EXPIRES_S
         s.expect("TTL ≤ 3 s", ok, f"{stored.ttl_s} s")
         low, high = EXPIRED_WITHIN_S
         s.expect("the key is gone about 3 s after the SETEX", low <= gone <= high, f"{gone:.2f} s")
-        ok = later.returncode == 1 and "state PENDING" in said and unknown == "PENDING"
-        s.expect("asked by id, the expired task is PENDING, like an id never seen", ok)
+        s.expect(
+            "get(timeout=1) on the expired task waits its second, raises "
+            "celery.exceptions.TimeoutError; its state reads PENDING",
+            expired.timed_out,
+            str(expired),
+        )
+        s.expect("… exactly as for an id Redis never saw", unknown.timed_out, str(unknown))
 
 
 def step_5(s: Scenario) -> None:

@@ -2,7 +2,8 @@
 
 A worker takes more messages than it has children: prefetch = concurrency ×
 `worker_prefetch_multiplier` (4). The extra ones wait in the MainProcess, reserved in
-`unacked`, not in the queue, and no other worker can take them.
+`unacked`, not in the queue: no other worker can take them, until the visibility timeout
+(an hour by default) lets a sweep push them back (11).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 import time
 
 from demo import inspectors, names
-from demo.render.tables import task_lives_table
+from demo.render.tables import commands_table, task_lives_table
 from demo.scenes import results as res
 from demo.scenes.frame import Scenario, run
 from demo.stack import control
@@ -23,6 +24,7 @@ SLOWS, SLOW_S = 6, 2  # step 1: six slow(2)
 WAITED_S = 1.5  # a task that waited for a free child waited at least this long
 LONG, SHORTS = 4.0, 5  # one long task, then five short ones, on a queue of their own
 QUEUE = names.DEFAULT_QUEUE
+SLOW_TASK, ADD_TASK = "envoi_mails.slow", "envoi_mails.add"
 CONTROL_S = 2.0  # how long a control command waits for the worker's reply
 SOON_S = 10  # how long a hop that follows at once may take to be seen
 TASK_S = 30  # how long step 1's tasks may take, all six
@@ -61,6 +63,32 @@ def contest(s: Scenario, queue: str, flags: list[str], *, expected: int) -> None
     ended = at(first["task.postrun"])
     ok = all((at(t["task.postrun"]) > ended) == (label[t.task_id] in held) for t in lives[1:])
     s.expect("they ran after the long one; the idle worker ran the others meanwhile", ok)
+
+
+def window_freed_by_the_ack(s: Scenario, queue: str) -> None:
+    """Why a short task waited with a window of 1: the busy MainProcess reserved it only once
+    the long task's ack (HDEL unacked) had freed the window, while the long task still ran."""
+    busy, events = s.worker(f"busy-{queue}"), s.timeline.events()
+    (long_id,) = s.published(SLOW_TASK, routing_key=queue)
+    shorts = s.published(ADD_TASK, count=SHORTS, routing_key=queue)
+    ack = q.first(events, command="HDEL", key=names.UNACKED, task_id=long_id, pid=busy.pid)
+    held = [
+        e
+        for t in shorts
+        if (e := q.first(events, command="HSET", key=names.UNACKED, task_id=t, pid=busy.pid))
+    ]
+    ended = q.life(events, long_id)["task.postrun"]
+    s.show(
+        commands_table(
+            [e for e in (ack, *held) if e], "the long task's ack, then the short one's reservation"
+        )
+    )
+    s.expect(
+        "its MainProcess acked the long task (HDEL unacked) before it reserved that short one "
+        "(HSET unacked), and reserved it while the long one still ran",
+        len(held) == 1 and at(ack) < at(held[0]) < at(ended),
+        f"{len(held)} short task(s) reserved by pid {busy.pid}",
+    )
 
 
 def step_1(s: Scenario) -> None:
@@ -136,6 +164,7 @@ def story(s: Scenario) -> None:
         "window is free again. Prefetch limits *unacked* messages, not running tasks.",
     ):
         contest(s, "mult1", ["--prefetch-multiplier", "1"], expected=1)
+        window_freed_by_the_ack(s, "mult1")
 
     with s.step(
         "4. The same with --disable-prefetch (Celery ≥ 5.6, Redis only)",

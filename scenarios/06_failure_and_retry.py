@@ -2,11 +2,13 @@
 
 A failure is a result like any other: the pool child stores it, traceback included. A retry
 is not the same message run again: the pool child publishes a brand-new message with an
-`eta`, which waits inside the worker (reserved in `unacked`), not in the queue.
+`eta`, which waits inside the worker (reserved in `unacked`), not in the queue; if it waits
+there longer than the visibility timeout, a sweep delivers it again and it runs twice.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -33,6 +35,14 @@ MAIL_RETRIES = {"MAIL_RETRY_BACKOFF": "0.5", "MAIL_MAX_RETRIES": "6"}
 MIN_MAIL_TRIES = 2  # refused while the sink is down, then through
 RESULT_S, MAIL_RESULT_S, HOP_S = 30, 60, 15  # how long to wait for a result, a mail, a hop
 TRACEBACK_LINES = 1  # of a stored traceback, shown
+SWEEPER = "sweeper"  # step 7's worker, and its own queue
+VISIBILITY_S, SWEEP_S, COUNTDOWN_LONG_S = 2.5, 0.5, 4  # its visibility timeout, its sweep
+SHORT_VISIBILITY = {
+    "CELERY_VISIBILITY_TIMEOUT": str(VISIBILITY_S),
+    "CELERY_UNACKED_RESTORE_INTERVAL": str(SWEEP_S),
+}
+ETA_SLACK_S = 1.0  # the eta header is the publish time + the countdown, to the second
+TIMER_SLACK_S = 0.05  # the worker's timer may fire a hair before the ETA
 
 
 def a_task_raises(s: Scenario) -> None:
@@ -218,6 +228,60 @@ def the_smtp_server_comes_back(s: Scenario, sink: SmtpSink, mail: AsyncResult) -
         s.show(s.flower(f"task/{mail_id}"))
 
 
+def a_countdown_outlives_the_visibility_timeout(s: Scenario) -> None:
+    from envoi_mails import add
+
+    tl = s.timeline
+    with s.step(
+        "7. A countdown longer than the visibility timeout runs twice",
+        f"A worker started with `CELERY_VISIBILITY_TIMEOUT={VISIBILITY_S:g}` and "
+        f"`CELERY_UNACKED_RESTORE_INTERVAL={SWEEP_S:g}` (the app passes them to kombu's "
+        "`broker_transport_options`): every half second it sweeps `unacked` and pushes back "
+        f"what was reserved over {VISIBILITY_S:g} s ago, whatever its ETA. "
+        f"`add.apply_async((3, 3), countdown={COUNTDOWN_LONG_S})` on its queue is reserved at "
+        "once, found overdue, pushed back and reserved again: both copies run at the ETA. "
+        "With the default 3600 s, a countdown or retry over an hour away does the same.",
+    ):
+        sweeper = s.start_worker(SWEEPER, ["-c", "1", "-Q", SWEEPER], SHORT_VISIBILITY)
+        task = add.apply_async((3, 3), countdown=COUNTDOWN_LONG_S, queue=SWEEPER)
+        runs = tl.wait_until(
+            event="task.prerun", task_id=task.id, count=2, timeout=RESULT_S, what="two runs"
+        )
+        tl.settle()
+        events = tl.events()
+        seen = fx.Redelivery.read(events, task.id, client=os.getpid(), worker=sweeper.pid)
+        s.show(ev.commands_table(q.select(events, event=names.REDIS_COMMAND, task_id=task.id)))
+        s.expect(
+            f"the client published it once (one LPUSH), due in {COUNTDOWN_LONG_S} s",
+            len(seen.published) == 1
+            and abs(seen.eta - seen.published[0].ts - COUNTDOWN_LONG_S) < ETA_SLACK_S,
+        )
+        s.expect(
+            f"{VISIBILITY_S:g} s after reserving it, well before its ETA, the worker's own sweep "
+            "pushed it back (RPUSH, redelivered)",
+            seen.pushed_back_after >= VISIBILITY_S
+            and seen.back[0].redelivered
+            and seen.back[0].ts < seen.eta,
+            f"after {seen.pushed_back_after:.2f} s",
+        )
+        s.expect(
+            "its MainProcess received it twice, and its child ran it twice, at the ETA: two "
+            "task.prerun for one publish",
+            [e["pid"] for e in seen.received] == [sweeper.pid] * 2
+            and all(
+                e.get("ppid") == sweeper.pid and e["ts"] >= seen.eta - TIMER_SLACK_S for e in runs
+            ),
+        )
+        s.expect(
+            "the second run found SUCCESS stored (its GET) and wrote nothing: the body ran "
+            "twice, the result was stored once",
+            [str(w) for w in seen.writes] == ["SUCCESS"]
+            and len(seen.reads) == len(runs)
+            and seen.reads[-1]["ts"] > seen.writes[0].ts,
+            f"{len(seen.reads)} GET, {len(seen.writes)} SETEX",
+        )
+
+
 def story(s: Scenario) -> None:
     a_task_raises(s)
     the_retry_waits_in_the_worker(s)
@@ -228,6 +292,7 @@ def story(s: Scenario) -> None:
     with fx.smtp_sink_down(s.stack.run_dir / "mails-smtp-down") as sink:
         mail = the_smtp_server_is_down(s, sink)
         the_smtp_server_comes_back(s, sink, mail)
+    a_countdown_outlives_the_visibility_timeout(s)
 
 
 if __name__ == "__main__":

@@ -185,7 +185,7 @@ def sigkill_requeues_it(s: Scenario) -> None:
         tl.wait_for(
             event="task.event", task_id=late_id, type=REJECTED, timeout=HOP_S, what=REJECTED
         )
-        fx.settled(tl, late_id)  # the spy has shown the whole transaction
+        fx.settled(tl, late_id)  # the whole transaction is on the timeline
         tx = fx.transaction(fx.by_connection(tl.events()), back)
         events = tl.for_task(late_id)
         sent = msg.pushes(events, [late_id])

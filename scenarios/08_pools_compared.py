@@ -26,6 +26,7 @@ WHOAMI, SLOW, ADD = "envoi_mails.whoami", "envoi_mails.slow", "envoi_mails.add"
 SLOW_S = 3.0
 ADD_ARGS = (2, 3)
 RESULT_S, HOP_S, RUN_S = 30, 15, SLOW_S + 30  # how long to wait: a result, a hop, the runs
+PING_S = 1.0  # step 4's pings, sent while slow runs: well within its SLOW_S
 
 
 def pool(kind: str) -> str:
@@ -109,8 +110,8 @@ def who_writes_the_result(s: Scenario) -> None:
     with s.step(
         "3. Who writes the result",
         "The process that runs the task stores its result (`mark_as_done`: `SETEX` + "
-        "`PUBLISH`). The spy names each SETEX's sender from the OS's socket table and the "
-        "sender's command line, whatever the process says about itself.",
+        "`PUBLISH`). Each process records the commands it sends with its own pid: the SETEX "
+        "names the process that ran the task.",
     ):
         asked = {k: s.published(WHOAMI, routing_key=pool(k))[0] for k in w}
         s.timeline.settle()
@@ -152,7 +153,8 @@ def a_slow_tasks_neighbour(s: Scenario) -> None:
         f"4. A slow task's neighbour: slow({SLOW_S:g}) then add on each pool",
         f"`slow({SLOW_S:g})` then `add(2, 3)` on each queue, published back to back. prefork gives "
         "the add to its idle child, threads to its second thread. solo runs slow inside its "
-        "event loop: it does not even take the add off Redis until slow has ended.",
+        "event loop: it does not even take the add off Redis until slow has ended, nor ack "
+        "slow's message, nor answer a ping.",
     ):
         t0 = time.time()
         sent = {
@@ -167,6 +169,8 @@ def a_slow_tasks_neighbour(s: Scenario) -> None:
             event="task.prerun", task_id=solo_slow, timeout=HOP_S, what="solo starting slow"
         )
         waiting = int(s.redis.llen(pool("solo")))
+        answered = {k: control.pings(s.stack.env, w[k].nodename, timeout=PING_S) for k in w}
+        pinged = time.time()
         labels = {f"{k}: {n}": t.id for k, pair in sent.items() for n, t in pair.items()}
         found = tl.wait_lives(labels.values(), timeout=RUN_S, what="the six tasks to end")
         lives = dict(zip(labels, found, strict=True))
@@ -196,6 +200,21 @@ def a_slow_tasks_neighbour(s: Scenario) -> None:
             f"+{started - ended:.3f} s after",
         )
         s.expect("… meanwhile it waited in the Redis list; no BRPOP", waiting == 1 and not asks)
+        acked = q.first(
+            tl.events(), command="HDEL", key=names.UNACKED, task_id=solo_slow, pid=w["solo"].pid
+        )
+        s.expect(
+            "… and slow's own ack (HDEL unacked) came only after slow ended: the loop that "
+            "sends it was running the task",
+            at(sl["task.postrun"]) < at(acked) < float("inf"),
+        )
+        s.expect(
+            f"solo: a ping sent while slow ran got no answer within {PING_S:g} s; the prefork "
+            "and threads workers, running slow too, answered",
+            answered == {"prefork": True, "threads": True, "solo": False}
+            and pinged < at(sl["task.postrun"]),
+            f"{answered}",
+        )
         sl, ad = lives["threads: slow"], lives["threads: add"]
         s.expect(
             "threads: the add ran while slow ran, in the same process (a second thread)",
@@ -215,7 +234,8 @@ def a_slow_tasks_neighbour(s: Scenario) -> None:
 
 
 def story(s: Scenario) -> None:
-    # Build the app first, as any client does: until then the spy calls this process "spy".
+    # Build the app first, as any client does: from then on this process records its own
+    # Redis commands, as a client.
     importlib.import_module("envoi_mails.instance")
     three_workers(s)
     where_a_task_runs(s)

@@ -2,7 +2,8 @@
 
 Two worker nodes, `a@%h` and `b@%h`, both consume `celery`. Nobody deals the messages out:
 each MainProcess BRPOPs and Redis hands each message to one of them. A control command is
-the opposite, a broadcast every worker answers. Then one worker is stopped while it works.
+the opposite, a broadcast every worker answers. Then one worker is stopped while it works,
+and a third, stopped while it holds reserved messages, puts them back for the others.
 """
 
 from __future__ import annotations
@@ -11,25 +12,33 @@ import importlib
 import os
 import sys
 import threading
+import time
 
 from celery.result import AsyncResult
 
 from demo import names
-from demo.inspectors import pool_processes
+from demo.inspectors import pool_processes, unacked
 from demo.render import tables as ev
 from demo.scenes import pools
 from demo.scenes import results as res
 from demo.scenes.frame import Scenario, run
+from demo.stack import control
 from demo.stack.procs import log_lines
 from demo.stack.worker import Worker
+from demo.trace import messages as msg
 from demo.trace import query as q
-from demo.trace.event import TraceEvent, args_of, at, pid_of
+from demo.trace.event import TraceEvent, args_of, at, key_of, pid_of
 
 ADDS, LATE_ADDS, SLOW_S = 20, 6, 5.0
 LATE_OFFSET = 100  # the late adds are add(n, 100)
 NODES, FLAGS, QUEUE = ("a", "b"), ["-c", "2"], names.DEFAULT_QUEUE
 ADD, SLOW = "envoi_mails.add", "envoi_mails.slow"
 RESULT_S, HOP_S = 30, 15  # how long to wait for a result, a hop (and a worker to stop)
+HOLDER, PARKED = "c", "parked"  # step 7's worker and its own queue
+HELD_SLOW_S, HELD_ADDS = 2.0, 3  # step 7: slow(2) runs, three adds wait reserved behind it
+ADD_LABELS = [f"add #{n}" for n in range(1, HELD_ADDS + 1)]
+HOLDS = (PARKED, names.UNACKED, names.UNACKED_INDEX)  # where a restore reads and writes
+RESTORING = f"Restoring {HELD_ADDS} unacknowledged message(s)"  # kombu's log line as it does
 
 
 def workers(s: Scenario) -> dict[str, Worker]:
@@ -249,8 +258,81 @@ def the_other_keeps_consuming(s: Scenario) -> None:
         s.show(s.flower(f"worker/{idle.nodename}"))
 
 
+def gives_back_what_it_reserved(s: Scenario) -> None:
+    from envoi_mails import add, slow
+
+    tl, (_, _, other) = s.timeline, running_slow(s)
+    with s.step(
+        "7. A warm stop puts its reserved messages back",
+        f"A third worker, `{HOLDER}@%h -c 1 -Q {PARKED}`, runs `slow({HELD_SLOW_S:g})` and "
+        f"reserves the {HELD_ADDS} `add` published behind it (`unacked`). {other.name}@ joins "
+        f"`{PARKED}` (`add_consumer`); then SIGTERM reaches the holder. It finishes slow, and as "
+        "it closes its broker connection kombu pushes every message it reserved but never "
+        "started back onto the queue, marked `redelivered` (`QoS.restore_unacked_once`: Redis "
+        "restores at shutdown). The other worker runs them.",
+    ):
+        holder = s.start_worker(HOLDER, ["-c", "1", "-Q", PARKED])
+        long = slow.apply_async((HELD_SLOW_S,), queue=PARKED)
+        held = [add.apply_async((n, n), queue=PARKED).id for n in range(HELD_ADDS)]
+        tl.wait_for(event="task.prerun", task_id=long.id, timeout=HOP_S, what="slow starting")
+        tl.wait_until(
+            event="task.received",
+            pid=holder.pid,
+            count=1 + HELD_ADDS,
+            timeout=HOP_S,
+            what="the adds reserved",
+        )
+        reserved = {e.message.task_id for e in unacked(s.redis).entries} & set(held)
+        listed = s.redis.llen(PARKED)
+        control.add_consumer(s.stack.env, other.nodename, PARKED, timeout=HOP_S)
+        since = time.time()
+        holder.stop()  # SIGTERM to its MainProcess, then wait until it has exited
+        tl.wait_lives(held, timeout=RESULT_S)
+        tl.settle()
+        events, left = tl.events(), {e.message.task_id for e in unacked(s.redis).entries}
+        back = msg.pushes(events, set(held), pid=holder.pid, since=since)
+        ended = q.life(events, long.id)["task.postrun"]
+        # The lives that began once the messages were back on the queue.
+        again = q.lives(q.since(events, min(p.ts for p in back)) if back else [], held)
+        restore = [e for e in q.select(events, pid=holder.pid, since=since) if key_of(e) in HOLDS]
+        said = q.first(events, event=names.LOG, pid=holder.pid, containing="Restoring")
+        s.show(
+            ev.commands_table(restore, "the holder's MainProcess, as it closed its connection"),
+            pools.lives_table(
+                dict(zip(ADD_LABELS, again, strict=False)),
+                since,
+                "after SIGTERM, once back on the queue",
+            ),
+            f"its log: {said.get('message') if said else 'nothing'}",
+        )
+        s.expect(
+            f"at SIGTERM it held the {HELD_ADDS} adds reserved in `unacked`, none left in "
+            f"`{PARKED}`, none started",
+            reserved == set(held)
+            and listed == 0
+            and not q.ran_by(q.select(events, until=since), held),
+        )
+        s.expect(
+            "once slow had ended, its MainProcess pushed each back onto the queue (RPUSH), "
+            f"marked redelivered, and logged `{RESTORING}`",
+            # Sets: a restore is a transaction WATCHing `unacked`; when the other worker's
+            # reservation changes it before EXEC, Redis drops it and redis-py sends it again.
+            {p.task_id for p in back} == set(held)
+            and all(p.redelivered and p.ts > at(ended) for p in back)
+            and said is not None
+            and said.get("message") == RESTORING,
+            f"{len(back)} pushes by pid {holder.pid}",
+        )
+        s.expect("`unacked` holds none of them afterwards", not left & set(held))
+        s.expect(
+            "the other worker's MainProcess received them then, and its children ran them",
+            all(x.worker_pid == other.pid and x.child_pid in other.children() for x in again),
+        )
+
+
 def story(s: Scenario) -> None:
-    # Build the app first, as any client does: until then the spy calls this process "spy".
+    # Build the app first, as any client does: from then on this process records its own
+    # Redis commands, as a client.
     importlib.import_module("envoi_mails.instance")
     two_workers(s)
     competing_consumers(s)
@@ -260,6 +342,7 @@ def story(s: Scenario) -> None:
     slow = active_while_slow(s)
     warm_stop(s, slow)
     the_other_keeps_consuming(s)
+    gives_back_what_it_reserved(s)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def chain_of_three(s: Scenario) -> None:
     t0, result = time.time(), chain(add.s(1, 2), add.s(10), add.s(100)).apply_async()
     value = result.get(timeout=RESULT_S)
     ids = [result.parent.parent.id, result.parent.id, result.id]
-    tl.settle()  # the spy has shown every command sent so far
+    tl.settle()  # every command sent so far is on the timeline
     tl.wait_lives(ids, timeout=TRACE_S, hops=RAN)
     events = tl.events()
     ran, msgs = q.ran_by(events, ids), msg.pushes(events, ids)

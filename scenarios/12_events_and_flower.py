@@ -18,7 +18,7 @@ from demo.scenes import events_view as evs
 from demo.scenes.frame import Scenario, run
 from demo.trace import messages as msg
 from demo.trace import query as q
-from demo.trace.event import pid_of
+from demo.trace.event import pid_of, who
 
 LIFE = ["task-received", "task-started", "task-succeeded"]
 PLAIN, EVENTS = "plain", "events"  # the two workers; `plain` is also the first one's queue
@@ -134,7 +134,8 @@ def flower_task(s: Scenario) -> None:
         f"args {info['args']}, runtime {info['runtime']:.4f} s",
     )
     s.expect(
-        "no field says which process wrote the result; the spy does (SETEX by a pool child)",
+        "no field says which process wrote the result; the trace does (the SETEX, recorded "
+        "by the pool child that sent it)",
         not [k for k in info if "pid" in k] and setex["pid"] in worker.children(),
         f"SETEX by {setex['role']} {setex['pid']}",
     )
@@ -157,10 +158,12 @@ def flower_broker_page(s: Scenario) -> list[Any]:
     s.show(ev.commands_table(pages.counted, "what the two pages asked Redis"))
     s.show(f"Flower: {pages.lengths}", render_unacked(held))
     s.expect(
-        "per page one LLEN per list (celery, …\\x06\\x163/6/9) on a connection of its own",
-        len(pages.counted) == len(evs.QUEUE_PAGES) * len(evs.QUEUE_LISTS) and pages.own_connections,
-        f"the spy says {', '.join({e['role'] for e in pages.counted})}: such a connection "
-        "lives a few ms, often gone before the spy asks the OS who owned it",
+        "per page one LLEN per list (celery, …\\x06\\x163/6/9) on a connection of its own, "
+        "recorded by Flower's process",
+        len(pages.counted) == len(evs.QUEUE_PAGES) * len(evs.QUEUE_LISTS)
+        and pages.own_connections
+        and {e["pid"] for e in pages.counted} == {fpid},
+        f"sent by {', '.join(sorted({who(e) for e in pages.counted}))}",
     )
     s.expect(
         "Flower: 0 messages; Redis: the 2 reserved ones, args and all, in `unacked`",

@@ -1,7 +1,7 @@
 """`python -m demo trace TASK_ID`: one task's life as a sequence diagram, from the trace stream.
 
-The stream holds the hops every process of the app recorded; the Redis commands are there too
-when a `python -m demo spy` was watching (it records what it sees). Terminal by default;
+The stream holds the hops and the Redis commands every process of the app recorded (and what
+only MONITOR saw, when a `python -m demo spy --monitor` was watching). Terminal by default;
 `--mermaid` prints Mermaid text for the docs; `--html FILE` writes a self-contained page.
 """
 

@@ -95,6 +95,24 @@ RULES: Final[tuple[Rule, ...]] = (
     _r(POOL_CHILD, "PUBLISH", _META,
        "the child announces the result on the channel the caller subscribed to",
        "l'enfant annonce le résultat sur le canal auquel l'appelant s'est abonné"),
+    _r(WORKER_MAIN, "GET", _META,
+       "the MainProcess reads the key: every store reads before it writes (a stored SUCCESS "
+       "is never overwritten), and a revoke or a lost child checks the state",
+       "le MainProcess lit la clé : chaque écriture lit avant d'écrire (un SUCCESS stocké "
+       "n'est jamais écrasé), et une révocation ou un enfant perdu vérifie l'état"),
+    _r(WORKER_MAIN, "SETEX SET", _META,
+       "the MainProcess writes the result itself: a task it ran (threads, solo), REVOKED, or "
+       "a FAILURE its child could not store (lost, hard time limit)",
+       "le MainProcess écrit lui-même le résultat : une tâche qu'il a exécutée (threads, "
+       "solo), REVOKED, ou un FAILURE que son enfant n'a pu stocker (perdu, limite dure)"),
+    _r(WORKER_MAIN, "PUBLISH", _META,
+       "… and announces it on the channel the caller subscribed to",
+       "… et l'annonce sur le canal auquel l'appelant s'est abonné"),
+    _r(WORKER_MAIN, "LPUSH RPUSH", r"(?!<id>).+",
+       "the MainProcess puts a message it had reserved back on its queue, marked redelivered: "
+       "a requeue, a warm shutdown, or a sweep past the visibility timeout",
+       "le MainProcess remet dans sa file un message qu'il avait réservé, marqué redelivered : "
+       "une remise en file, un arrêt à chaud, ou un balayage passé le visibility timeout"),
     _r(CLIENT, "GET MGET", _META,
        "`get()` reads the key once; otherwise it waits for the PUBLISH",
        "`get()` lit la clé une fois ; sinon il attend le PUBLISH"),

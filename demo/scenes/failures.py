@@ -1,9 +1,10 @@
 """Narration for scenarios 06 (a task fails, retries) and 07 (a pool child killed mid-task).
 
-What the spy saw, decoded: the messages that carried a task (LPUSH/RPUSH) and its
-reservations in `unacked` (HSET … HDEL), where its message is now; a pool child killed by
-pid; an SMTP sink that stays down until the story starts it. Questions about the trace go
-through demo.trace.query; read-only on Redis; every wait has a deadline.
+What the processes recorded, decoded: the messages that carried a task (LPUSH/RPUSH) and its
+reservations in `unacked` (HSET … HDEL), where its message is now, a message a sweep put back;
+a pool child killed by pid; an SMTP sink that stays down until the story starts it.
+Questions about the trace go through demo.trace.query; read-only on Redis; every wait has a
+deadline.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from demo.trace import query as q
 from demo.trace.event import TraceEvent, args_of, command_name, who
 from demo.trace.timeline import Timeline
 
-WAIT_S = 30.0  # a task's hops and the spy's commands land within this
+WAIT_S = 30.0  # a task's hops and commands land on the timeline within this
 
 
 def settled(
@@ -42,7 +43,7 @@ def settled(
     timeout: float = WAIT_S,
 ) -> list[TraceEvent]:
     """The task's events, once each of `hops` (and with `state`, a task.postrun in that state)
-    is on the timeline and the spy has shown every command sent so far.
+    is on the timeline and every process has shipped the commands it sent so far.
 
     Each process ships its hops every 0.1 s: the MainProcess's may land after the child's.
     """
@@ -256,3 +257,42 @@ def smtp_sink_down(folder: Path) -> Iterator[SmtpSink]:
         yield sink
     finally:
         sink.stop()
+
+
+@dataclass(frozen=True)
+class Redelivery:
+    """A task published once and put back by a visibility-timeout sweep, from the trace."""
+
+    published: list[msg.Pushed]  # the client's LPUSH
+    back: list[msg.Pushed]  # the sweeping worker's RPUSH
+    reserved: list[TraceEvent]  # the worker's ZADD unacked_index
+    received: list[TraceEvent]  # its task.received hops
+    reads: list[TraceEvent]  # the pool children's GETs on the result key
+    writes: list[q.ResultWrite]
+
+    @classmethod
+    def read(
+        cls, events: Sequence[TraceEvent], task_id: str, *, client: int, worker: int
+    ) -> Redelivery:
+        mine = [e for e in events if e.get("task_id") == task_id]
+        pushes = msg.pushes(mine)
+        return cls(
+            [p for p in pushes if p.pid == client],
+            [p for p in pushes if p.pid == worker],
+            q.select(mine, command="ZADD", key=names.UNACKED_INDEX, pid=worker),
+            q.select(mine, event="task.received"),
+            q.select(mine, command="GET", role=names.POOL_CHILD),
+            q.result_writes(mine, task_id),
+        )
+
+    @property
+    def eta(self) -> float:
+        """The ETA its message carries (+inf if none was published)."""
+        return (self.published[0].eta if self.published else None) or float("inf")
+
+    @property
+    def pushed_back_after(self) -> float:
+        """Seconds from its first reservation to the first time the sweep put it back."""
+        if not self.back or not self.reserved:
+            return float("nan")
+        return self.back[0].ts - self.reserved[0]["ts"]

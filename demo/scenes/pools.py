@@ -82,18 +82,18 @@ def whoami_table(rows: Mapping[str, tuple[int, Mapping[str, Any], TaskLife]]) ->
 
 
 def hop_roles(events: Iterable[TraceEvent], pid: int) -> list[str]:
-    """The roles a process gave itself in its own hops (not the spy's guess, not log lines)."""
+    """The roles a process gave itself in its own hops (not log lines)."""
     return sorted({e["role"] for e in q.select(events, pid=pid) if is_hop(e)})
 
 
 def solo_role_note(roles: Sequence[str]) -> str:
     """What to say about the roles a solo MainProcess gave itself in its hops."""
     if names.POOL_CHILD not in roles:
-        return "Under solo the MainProcess's hops all say worker-main, as the spy does."
+        return "Under solo the MainProcess's hops all say worker-main, as its commands do."
     return (
         "[yellow]Under solo the kit's hops call the MainProcess `pool-child` once solo fired "
         "worker_process_init in it (step 1): the kit's receiver of that signal takes it for a "
-        "fork. Only the spy's role (from the command line) says worker-main.[/]"
+        "fork. Its recorded commands still say worker-main.[/]"
     )
 
 
@@ -140,8 +140,8 @@ def share_table(
 
 @dataclass(frozen=True)
 class Broadcast(msg.ControlCommand):
-    """One `inspect`/`control` broadcast as the spy saw it: its PUBLISH on the pidbox, and
-    what answered it."""
+    """One `inspect`/`control` broadcast as the processes recorded it: its PUBLISH on the
+    pidbox, and what answered it."""
 
     replies: tuple[TraceEvent, ...]  # LPUSH <oid>.reply.celery.pidbox, one per answering worker
     reads: tuple[TraceEvent, ...]  # the client's BRPOPs on that reply list
@@ -149,10 +149,11 @@ class Broadcast(msg.ControlCommand):
 
 def read_broadcast(events: Sequence[TraceEvent], method: str, after: float) -> Broadcast:
     """The last PUBLISH of `method` on the pidbox after `after`, the LPUSHes answering it
-    and the BRPOPs that read them. Call it after tl.settle(): the spy must have seen them."""
+    and the BRPOPs that read them. Call it after tl.settle(): every process must have
+    shipped them."""
     sent = msg.control_commands(events, method, since=after)
     if not sent:
-        raise KitError(f"no PUBLISH of `{method}` on the pidbox seen: is the spy running?")
+        raise KitError(f"no PUBLISH of `{method}` on the pidbox on the timeline")
     command, later = sent[-1], q.since(events, sent[-1].ts)
     if command.reply_list is None:
         raise KitError(f"`{method}` was broadcast without reply_to: no worker answers it")
@@ -166,10 +167,10 @@ def inspect(
 ) -> tuple[dict[str, Any], Broadcast]:
     """`celery inspect METHOD` to every worker, done once `workers` replies came in (without
     a limit, a broadcast waits out its timeout: it cannot know how many will answer); the
-    replies, and the broadcast as the spy saw it."""
+    replies, and the broadcast as the processes recorded it."""
     asked = time.time()
     replies = control.inspect_all(env, method, workers=workers, timeout=timeout)
-    tl.settle()  # the spy has shown every reply by now
+    tl.settle()  # every process has shipped its reply by now
     return replies, read_broadcast(tl.events(), method, asked)
 
 

@@ -90,7 +90,7 @@ def wait_stops_asking(
     """
 
     def quiet() -> float | None:
-        timeline.settle()  # the spy has shown every BRPOP sent so far
+        timeline.settle()  # every BRPOP sent so far is on the timeline
         last = query.last(timeline.events(), command="BRPOP", key=queue, pid=pid)
         return last["ts"] if last is not None and time.time() - last["ts"] >= quiet_s else None
 
@@ -169,27 +169,14 @@ class Fetched:
     stderr: str
 
 
-# `python -m demo …`, then a pause before the interpreter exits (argv[1]: seconds). The
-# spy learns which pid owns a connection by asking the OS, which knows only live sockets:
-# a process that exits right after its last command would be shown as "unknown".
-_LINGER = (
-    "import atexit, sys, time; atexit.register(time.sleep, float(sys.argv.pop(1))); "
-    "from demo.cli import main; main(prog_name='python -m demo')"
-)
-
-
-def fetch_in_new_process(
-    env: Mapping[str, str], task_id: str, *, timeout: float = 10.0, linger_s: float = 0.0
-) -> Fetched:
+def fetch_in_new_process(env: Mapping[str, str], task_id: str, *, timeout: float = 10.0) -> Fetched:
     """Run `python -m demo result TASK_ID` with only the stack's env and the task id.
 
     XRAY_STATE_DIR points at an empty temporary folder, so the command finds no saved
-    `demo up` state and uses the environment it was given. With `linger_s`, the process
-    stays alive that long after it answered, so that the spy can still name its pid.
+    `demo up` state and uses the environment it was given. The process records its own
+    Redis commands, like any client of the app, and ships them as it exits.
     """
     start = [sys.executable, "-m", "demo"]
-    if linger_s > 0:
-        start = [sys.executable, "-c", _LINGER, str(linger_s)]
     with tempfile.TemporaryDirectory(prefix="xray-fetch-") as state_dir:
         proc = subprocess.Popen(
             [*start, "result", task_id, "--timeout", str(timeout)],
@@ -200,7 +187,7 @@ def fetch_in_new_process(
             text=True,
         )
         try:
-            out, err = proc.communicate(timeout=timeout + linger_s + EXIT_GRACE_S)
+            out, err = proc.communicate(timeout=timeout + EXIT_GRACE_S)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.communicate()

@@ -8,6 +8,7 @@ did what, in which order.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,10 +18,12 @@ from rich.table import Table
 
 from demo import names
 from demo.errors import KitError
+from demo.protocol.envelope import EnvelopeError, decode_body
 from demo.render.inspect import clock
 from demo.trace import messages as msg
 from demo.trace import query as q
 from demo.trace.event import TraceEvent, args_of, who
+from demo.trace.timeline import Timeline
 
 ID_CHARS = 8  # an id is shown by its first characters
 
@@ -97,6 +100,73 @@ def outcome(result: Any, *, timeout: float) -> str:
         return type(exc).__name__
 
 
-def limit_exceeded(kind: str, seconds: int, task_name: str, task_id: str) -> str:
-    """The MainProcess's log text when a time limit fires: `kind` is Soft or Hard."""
-    return f"{kind} time limit ({seconds}s) exceeded for {task_name}[{task_id}]"
+def limit_logged(
+    tl: Timeline, kind: str, seconds: int, task_name: str, task_id: str, *, timeout: float
+) -> TraceEvent:
+    """The MainProcess's log line when a time limit fires on the task: `kind` is Soft or Hard."""
+    text = f"{kind} time limit ({seconds}s) exceeded for {task_name}[{task_id}]"
+    return tl.wait_for(event=names.LOG, containing=text, timeout=timeout, what=repr(text))
+
+
+def read_before_each(reads: Sequence[TraceEvent], writes: Sequence[TraceEvent]) -> bool:
+    """Every write has at least one read of its own: after the write before it, before it."""
+    bounds = [float("-inf"), *(w["ts"] for w in writes)]
+    return bool(writes) and all(
+        any(low < r["ts"] < high for r in reads) for low, high in itertools.pairwise(bounds)
+    )
+
+
+def reply_body(e: TraceEvent) -> dict[str, Any]:
+    """What a worker's control reply (an LPUSH onto the asker's reply list) says, by node:
+    {nodename: answer}; {} when it cannot be read."""
+    try:
+        body = decode_body(args_of(e)[2], "control reply")
+    except (EnvelopeError, IndexError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def discarded(
+    tl: Timeline, task_name: str, task_id: str, *, since: float, timeout: float
+) -> tuple[TraceEvent, TraceEvent]:
+    """A worker discarding a revoked task after `since`: its log line, then its ack (HDEL)."""
+    text = f"Discarding revoked task: {task_name}[{task_id}]"
+    said = tl.wait_for(
+        event=names.LOG, containing=text, since=since, timeout=timeout, what=repr(text)
+    )
+    acked = tl.wait_for(
+        command="HDEL", task_id=task_id, since=since, timeout=timeout, what="its ack (HDEL)"
+    )
+    return said, acked
+
+
+def revoked_id(events: Iterable[TraceEvent]) -> str:
+    """The task id of the first `revoke` broadcast on the pidbox."""
+    found = msg.control_commands(events, "revoke")
+    if not found:
+        raise KitError("no `revoke` broadcast on the timeline")
+    return str(found[0].arguments.get("task_id"))
+
+
+@dataclass(frozen=True)
+class Hello:
+    """A worker's mingle as it starts: its `hello` broadcast on the pidbox, and the LPUSHes
+    of the workers that answered it."""
+
+    command: msg.ControlCommand
+    replies: list[TraceEvent]
+
+    @classmethod
+    def read(cls, tl: Timeline, since: float) -> Hello:
+        """The first `hello` broadcast after `since`, once every process has shipped it."""
+        tl.settle()
+        events = q.since(tl.events(), since)
+        sent = msg.control_commands(events, "hello")
+        if not sent or sent[0].reply_list is None:
+            raise KitError("no `hello` broadcast (with a reply list) on the timeline")
+        return cls(sent[0], q.select(events, command="LPUSH", key=sent[0].reply_list))
+
+    def revoked_by(self, pid: int) -> list[str]:
+        """The revoked ids the answer of worker `pid` carried."""
+        answers = [reply_body(e) for e in self.replies if e["pid"] == pid]
+        return [str(t) for a in answers for node in a.values() for t in node.get("revoked", ())]

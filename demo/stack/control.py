@@ -84,6 +84,12 @@ def inspect_scheduled(
     return scheduled
 
 
+def inspect_revoked(env: Mapping[str, str], nodename: str, *, timeout: float) -> list[str]:
+    """The task ids `celery inspect revoked` says one worker keeps as revoked."""
+    revoked: list[str] = _ask_one(env, nodename, "revoked", timeout)
+    return revoked
+
+
 def inspect_all(
     env: Mapping[str, str], method: str, *, workers: int, timeout: float
 ) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import redis
 
 from demo import names
 from demo.errors import KitError
-from demo.protocol.commands import is_chatter
+from demo.protocol.commands import describe, is_chatter
 from demo.spy.monitor import Spy
 from demo.trace import capture, query
 from demo.trace.event import TraceEvent, args_of, normalise
@@ -109,6 +109,7 @@ class Timeline:
         self._roles: dict[int, str] = {}
         self._ingest = capture.Ingest()
         self._captured = False  # whether any process recorded its own commands
+        self._first_sent: dict[int, TraceEvent] = {}  # pid -> its first command, chatter too
         self.undecodable = 0
         try:
             last = self._redis.xrevrange(STREAM, "+", "-", count=1)
@@ -173,6 +174,13 @@ class Timeline:
             timeout=timeout,
             what="the spy catching up with Redis",
         )
+
+    def first_sent(self, pid: int) -> TraceEvent | None:
+        """The first command `pid` recorded since this timeline started, connection chatter
+        (HELLO, CLIENT SETNAME…) included: the moment that process first talked to Redis."""
+        self._pull()
+        first = self._first_sent.get(pid)
+        return {**first, "summary": describe(args_of(first))} if first is not None else None
 
     def for_task(self, task_id: str) -> list[TraceEvent]:
         """The events that carry this task id, ordered by ts."""
@@ -307,6 +315,8 @@ class Timeline:
             return None
         if is_marker(event):
             return None
+        if event["event"] == names.REDIS_COMMAND and event["pid"] is not None:
+            self._first_sent.setdefault(event["pid"], event)
         if event["event"] == names.REDIS_COMMAND and is_chatter(args_of(event)):
             # Recorded and kept in the stream, left out of the timeline as MONITOR's
             # reader leaves it out (demo.protocol.commands.CHATTER).

@@ -59,6 +59,11 @@ def test_scenario_02_trace_shows_who_sent_each_command(
         assert found, f"no {name} {key}… for the mail task in the trace"
         return found[0]
 
+    def hop(name: str) -> dict[str, Any]:
+        found = [e for e in events if e["event"] == name and e.get("task_id") == mail_task]
+        assert found, f"no {name} hop for the mail task in the trace"
+        return found[0]
+
     main_pid = next(
         e["pid"] for e in events if e["event"] == "task.received" and e["task_id"] == mail_task
     )
@@ -67,7 +72,14 @@ def test_scenario_02_trace_shows_who_sent_each_command(
     assert lpush["role"] == "client"
     assert setex["role"] == "pool-child" and setex["ppid"] == main_pid
     assert setex["pid"] != main_pid
+    accepted, acked = hop("task.accepted"), hop("task.acked")
+    assert accepted["pid"] == acked["pid"] == main_pid
+    assert accepted["child_pid"] == setex["pid"], "the child that ACKed is the one that stored"
+    assert acked["late"] is False
     for ack in (zrem, hdel):
         assert ack["role"] == "worker-main" and ack["pid"] == main_pid
-        assert ack["ts"] < setex["ts"], "early ack: the MainProcess acks before the child's SETEX"
+        # Early ack: once the child said it started (its ACK on the pipe), whether or not it
+        # has stored the result yet; the child's SETEX may come first (a race, see 04).
+        assert accepted["ts"] <= ack["ts"], "the ack follows the child's ACK"
+    assert accepted["ts"] <= acked["ts"]
     assert setex["command"][2] == "86400"

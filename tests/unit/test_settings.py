@@ -31,6 +31,8 @@ def test_xray_trace_zero_turns_tracing_off() -> None:
         {"SMTP_PORT": "70000"},
         {"XRAY_TRACE": "maybe"},
         {"XRAY_LOG_FORMAT": "xml"},
+        {"CELERY_VISIBILITY_TIMEOUT": "0"},
+        {"CELERY_UNACKED_RESTORE_INTERVAL": "soon"},
     ],
 )
 def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str]) -> None:
@@ -41,3 +43,14 @@ def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str]) -> 
 def test_retry_delay_doubles_and_is_capped() -> None:
     settings = Settings(mail_retry_backoff=2, mail_retry_backoff_max=5)
     assert [settings.mail_retry_delay(n) for n in range(4)] == [2, 4, 5, 5]
+
+
+def test_visibility_timeout_and_sweep_reach_the_transport_options() -> None:
+    from envoi_mails.factory import transport_options
+
+    plain = transport_options(Settings.from_env({}))
+    assert "visibility_timeout" not in plain and "unacked_restore_interval" not in plain
+    env = {"CELERY_VISIBILITY_TIMEOUT": "3", "CELERY_UNACKED_RESTORE_INTERVAL": "0.5"}
+    options = transport_options(Settings.from_env(env))
+    assert options["visibility_timeout"] == 3.0
+    assert (options["unacked_restore_interval"], options["unacked_restore_throttle"]) == (0.5, 1)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections import deque
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from demo.errors import KitError
+from demo.trace import capture
 from demo.trace.event import TraceEvent
 from demo.trace.timeline import Timeline, read_jsonl
 
@@ -48,3 +51,39 @@ def test_wait_until_names_what_did_not_arrive_and_how_many_came(
 ) -> None:
     with pytest.raises(KitError, match=r"the pool: not seen within .* \(2 of 3 seen\)"):
         timeline.wait_until(event="child.init", count=3, timeout=NO_WAIT_S, what="the pool")
+
+
+class FedTimeline(Timeline):
+    """A Timeline fed raw events as if it had read them from the stream: no Redis."""
+
+    def __init__(self, raw: list[dict[str, Any]]) -> None:  # the state __init__ would set up
+        self._spy, self._trace, self._roles = None, deque(), {}
+        self._ingest, self._captured, self._first_sent = capture.Ingest(), False, {}
+        self.undecodable, self._raw = 0, raw
+
+    def _pull(self) -> list[TraceEvent]:
+        added = [e for e in map(self._add_event, self._raw) if e is not None]
+        self._raw = []
+        return added
+
+
+def _command(pid: int, ts: float, *args: str) -> dict[str, Any]:
+    return {"ts": ts, "event": "redis.command", "role": "worker-main", "pid": pid, "command": args}
+
+
+def test_first_sent_includes_the_handshake_the_events_leave_out() -> None:
+    fed = FedTimeline(
+        [
+            _command(1, 1.0, "HELLO", "3"),
+            _command(1, 1.1, "CLIENT", "SETNAME", "worker-main-1@host"),
+            _command(1, 2.0, "BRPOP", "celery", "1"),
+            _command(2, 3.0, "GET", "celery-task-meta-x"),
+        ]
+    )
+    opened = fed.first_sent(1)
+    assert opened is not None and opened["command"] == ["HELLO", "3"]
+    assert opened["summary"] == "open the connection (protocol RESP3)"
+    assert [e["command"][0] for e in fed.events()] == ["BRPOP", "GET"]
+    got = fed.first_sent(2)
+    assert got is not None and got["command"] == ["GET", "celery-task-meta-x"]
+    assert fed.first_sent(3) is None
