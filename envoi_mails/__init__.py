@@ -20,6 +20,8 @@ if TYPE_CHECKING:
         get_inside,
         slow,
         slow_late,
+        slow_retried,
+        tick,
         tsum,
         whoami,
     )
@@ -34,6 +36,8 @@ _HOME = {
     "get_inside": "tasks",
     "slow": "tasks",
     "slow_late": "tasks",
+    "slow_retried": "tasks",
+    "tick": "tasks",
     "tsum": "tasks",
     "whoami": "tasks",
 }
@@ -48,6 +52,8 @@ __all__ = [
     "settings",
     "slow",
     "slow_late",
+    "slow_retried",
+    "tick",
     "tsum",
     "whoami",
 ]

@@ -9,6 +9,22 @@ from envoi_mails.settings import Settings
 # A client facing an unreachable Redis must fail within seconds, not retry for minutes.
 _CONNECT_TIMEOUT_S = 2.0
 _PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+MAIL_TASK = "envoi_mails.envoi_mail"
+TICK_TASK = "envoi_mails.tick"  # the periodic task `celery beat` sends (beat_schedule)
+
+
+def broker_transport_options(settings: Settings) -> dict[str, float]:
+    """kombu's Redis transport options (kombu/transport/redis.py Channel): bounded connects,
+    the visibility timeout and, when set, a sweep of `unacked_index` every interval."""
+    options = {
+        "socket_connect_timeout": _CONNECT_TIMEOUT_S,
+        "visibility_timeout": settings.visibility_timeout,
+    }
+    if settings.unacked_restore_interval:
+        # One scan per call (unacked_restore_throttle 1): the interval alone sets the pace.
+        options["unacked_restore_interval"] = settings.unacked_restore_interval
+        options["unacked_restore_throttle"] = 1
+    return options
 
 
 def create_app(settings: Settings) -> Celery:
@@ -30,13 +46,17 @@ def create_app(settings: Settings) -> Celery:
         accept_content=["json"],
         result_accept_content=["json"],
         broker_connection_timeout=_CONNECT_TIMEOUT_S,
-        broker_transport_options={"socket_connect_timeout": _CONNECT_TIMEOUT_S},
+        broker_transport_options=broker_transport_options(settings),
         task_publish_retry_policy=_PUBLISH_RETRY,
         redis_socket_connect_timeout=_CONNECT_TIMEOUT_S,
         result_backend_transport_options={"retry_policy": {"max_retries": 2}},
         result_expires=int(settings.result_expires),
         # The worker keeps trying at start-up, as in the tutorial: Redis may come up later.
         broker_connection_retry_on_startup=True,
+        task_default_queue=settings.default_queue,
+        task_routes={MAIL_TASK: {"queue": settings.mail_queue}} if settings.mail_queue else {},
+        task_track_started=settings.track_started,
+        beat_schedule={"tick": {"task": TICK_TASK, "schedule": settings.beat_every}},
     )
     if backend != settings.result_backend:
         # Celery's Settings.result_backend prefers the CELERY_RESULT_BACKEND environment

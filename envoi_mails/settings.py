@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -10,6 +11,12 @@ DEFAULT_BROKER_URL = "redis://localhost:6379/0"  # the tutorial's Redis
 DEFAULT_SMTP_HOST = "localhost"
 DEFAULT_SMTP_PORT = 1025  # the port of the tutorial's local SMTP sink (and of mailpit)
 DEFAULT_MAIL_FROM = "envoi-mails@example.com"
+DEFAULT_QUEUE = "celery"  # Celery's task_default_queue
+# kombu's Channel.visibility_timeout (kombu/transport/redis.py): one hour.
+DEFAULT_VISIBILITY_TIMEOUT = 3600.0
+DEFAULT_BEAT_EVERY = 60.0  # seconds between two runs of the teaching periodic task
+# Celery's rate strings (celery/utils/time.py `rate`): a number, optionally per s, m or h.
+_RATE = re.compile(r"\d+(\.\d+)?(/[smh])?")
 
 
 class SettingsError(ValueError):
@@ -41,6 +48,15 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _rate(env: Mapping[str, str], name: str) -> str | None:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    if not _RATE.fullmatch(raw):
+        raise SettingsError(f"{name}={raw!r} is not a rate: use N/s, N/m or N/h")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the app is configured with. Build it with :meth:`from_env`."""
@@ -57,6 +73,19 @@ class Settings:
     mail_max_retries: int = 5
     mail_retry_backoff: float = 2.0
     mail_retry_backoff_max: float = 60.0
+    # broker_transport_options: seconds a reserved, unacked message waits before any kombu
+    # consumer's sweep (QoS.restore_visible) puts it back on its queue; kombu's default.
+    visibility_timeout: float = DEFAULT_VISIBILITY_TIMEOUT
+    # Seconds between a worker's sweeps of unacked_index, each call a scan. None: kombu's
+    # (a call every 10 s, one scan in 10: about every 100 s).
+    unacked_restore_interval: float | None = None
+    # Celery's rate_limit on the mail task ("2/s", "30/m"); None: no limit.
+    mail_rate_limit: str | None = None
+    # task_routes: the queue the mail task is sent to; None: the default queue.
+    mail_queue: str | None = None
+    default_queue: str = DEFAULT_QUEUE  # task_default_queue: where every other task goes
+    track_started: bool = False  # task_track_started: the child stores STARTED before the body
+    beat_every: float = DEFAULT_BEAT_EVERY  # beat_schedule: how often beat sends `tick`
     # XRAY_TRACE=0: no instrumentation at all, the app is plain Celery (for the benchmark).
     xray_trace: bool = True
     # XRAY_COMMANDS=0: hops and logs only; no process records its own Redis commands.
@@ -85,6 +114,15 @@ class Settings:
             mail_max_retries=int(_number(env, "MAIL_MAX_RETRIES", 5.0)),
             mail_retry_backoff=_number(env, "MAIL_RETRY_BACKOFF", 2.0),
             mail_retry_backoff_max=_number(env, "MAIL_RETRY_BACKOFF_MAX", 60.0),
+            visibility_timeout=_number(
+                env, "CELERY_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT
+            ),
+            unacked_restore_interval=_number(env, "CELERY_UNACKED_RESTORE_INTERVAL", 0.0) or None,
+            mail_rate_limit=_rate(env, "MAIL_RATE_LIMIT"),
+            mail_queue=env.get("MAIL_QUEUE") or None,
+            default_queue=env.get("CELERY_DEFAULT_QUEUE") or DEFAULT_QUEUE,
+            track_started=_flag(env, "CELERY_TRACK_STARTED", False),
+            beat_every=_number(env, "BEAT_EVERY", DEFAULT_BEAT_EVERY),
             xray_trace=_flag(env, "XRAY_TRACE", True),
             xray_commands=_flag(env, "XRAY_COMMANDS", True),
             log_format=log_format,
