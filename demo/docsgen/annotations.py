@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from demo import names
-from demo.names import CLIENT, POOL_CHILD, WORKER_MAIN
+from demo.names import BEAT, CLIENT, POOL_CHILD, WORKER_MAIN
 from envoi_mails.xray.hops import HOPS
 
 ANY: Final = "*"
@@ -64,6 +64,18 @@ RULES: Final[tuple[Rule, ...]] = (
     _r(CLIENT, "LPUSH RPUSH", r"(?!<id>).+",
        "the caller publishes: the JSON message waits in a Redis list, not in a worker",
        "l'appelant publie : le message JSON attend dans une liste Redis, pas dans un worker"),
+    _r(BEAT, "LPUSH", r"(?!<id>).+",
+       "beat publishes a due entry like any client: a message in a list, nothing more",
+       "beat publie une entrée échue comme n'importe quel client : un message dans une liste, "
+       "rien de plus"),
+    _r(BEAT, "SUBSCRIBE UNSUBSCRIBE", _META,
+       "apply_async in beat subscribes to the result too, and drops it at once",
+       "apply_async dans beat s'abonne lui aussi au résultat, et le lâche aussitôt"),
+    _r(WORKER_MAIN, "RPUSH", r"(?!<id>).+",
+       "a reservation put back at the head of its queue (a sweep, or a warm shutdown): "
+       "the next BRPOP takes it",
+       "une réservation remise en tête de sa file (un balayage, ou un arrêt à chaud) : le "
+       "prochain BRPOP la prend"),
     _r(POOL_CHILD, "LPUSH RPUSH", r"(?!<id>).+",
        "a task that sends a task: the pool child is a client of the broker too",
        "une tâche qui envoie une tâche : l'enfant du pool est lui aussi client du broker"),
@@ -211,6 +223,9 @@ HOPS_FR: Final[dict[str, str]] = {
     "task.retry": "task_retry : la tâche demande à être relancée",
     "task.postrun": (
         "l'enfant en a fini avec cet essai (Task.after_return ; pour un retry, après task_retry)"
+    ),
+    "beat.init": (
+        "beat_init : `celery beat` lance sa boucle d'ordonnancement (il ne fait que publier)"
     ),
     "log": "une ligne de log de Celery ou kombu (logger, niveau, message)",
     "redis.command": (

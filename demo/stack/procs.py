@@ -60,6 +60,21 @@ def wait_until(
     raise KitError(f"{what}: not ready after {deadline_s:.0f} s{tail(log)}")
 
 
+def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start a process of the stack: its output appended to `log`, stdin closed, in a session
+    of its own (Ctrl-C reaches the kit only, which stops them in order)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            argv,
+            env={**os.environ, **env},
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 def tail(log: Path | None, lines: int = 5) -> str:
     if log is None or not log.exists():
         return ""

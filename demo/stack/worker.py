@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from demo.errors import KitError
-from demo.stack.procs import process_family, stop_process, tail, wait_until
+from demo.stack.procs import process_family, spawn, stop_process, tail, wait_until
 
 PING_TIMEOUT_S = 0.5  # per readiness ping: the start deadline bounds the whole wait
 
@@ -47,16 +46,7 @@ class Worker:
         ]
 
     def start(self, deadline_s: float = 30.0) -> Worker:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [*self.launcher, sys.executable, "-m", *self.command],
-                env={**os.environ, **self.env},
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # Ctrl-C reaches the kit only: it stops them in order
-            )
+        self.proc = spawn([*self.launcher, sys.executable, "-m", *self.command], self.env, self.log)
         try:
             wait_until(
                 self._answers_ping, deadline_s, f"worker {self.nodename}", self.proc, self.log
