@@ -1,4 +1,4 @@
-"""Narration for scenarios 13 (redelivery) and 14 (rate limits): reservations and their fate.
+"""Narration for scenarios 13 to 15 (redelivery, rate limits, prefetch): reservations and their fate.
 
 A message a worker took is reserved in `unacked` (kombu's `QoS.append`: `ZADD unacked_index
 <time> <tag>`, `HSET unacked <tag> <message>`) until the ack drops it (`ZREM`, `HDEL`), a
@@ -21,10 +21,12 @@ from rich.table import Table
 
 from demo import names
 from demo.errors import KitError
+from demo.scenes import timing as tm
 from demo.stack.worker import Worker
 from demo.trace import messages as msg
 from demo.trace import query as q
 from demo.trace.event import TraceEvent, args_of, command_name, who
+from demo.trace.timeline import Timeline
 
 
 def kill_worker(worker: Worker, *, deadline_s: float = 10.0) -> float:
@@ -72,6 +74,23 @@ def reservations(events: Sequence[TraceEvent], **criteria: Any) -> list[Reservat
     return found
 
 
+def wait_reserved(
+    tl: Timeline, pid: int, *, count: int, since: float = 0.0, timeout: float
+) -> list[Reservation]:
+    """The first `count` reservations process `pid` made after `since`, once all of them are
+    on the timeline."""
+    tl.wait_until(
+        command="ZADD",
+        key=names.UNACKED_INDEX,
+        pid=pid,
+        since=since,
+        count=count,
+        timeout=timeout,
+        what=f"{count} reservations by pid {pid}",
+    )
+    return reservations(tl.events(), pid=pid, since=since)[:count]
+
+
 def most_held(found: Iterable[Reservation]) -> int:
     """The most reservations held at one moment (a worker's prefetch window, filled)."""
     moves = sorted(
@@ -90,6 +109,15 @@ def restores(events: Iterable[TraceEvent], queue: str, **criteria: Any) -> list[
     kombu's sweep (`QoS.restore_visible`) and its restore at shutdown do."""
     pushed = msg.pushes(events, key=queue, **criteria)
     return [p for p in pushed if command_name(p.event) == "RPUSH"]
+
+
+def last_sweep(events: Iterable[TraceEvent], pid: int, *, before: float) -> tm.Scan | None:
+    """The last sweep of `unacked_index` (QoS.restore_visible's ZRANGE … BYSCORE) that process
+    `pid` sent before `before`: the one that found what was put back then."""
+    found = [
+        x for x in tm.restore_scans(events) if x.event["pid"] == pid and x.event["ts"] <= before
+    ]
+    return found[-1] if found else None
 
 
 def reservations_table(found: Sequence[Reservation], t0: float, title: str) -> Table:
