@@ -1,4 +1,4 @@
-"""Narration for scenarios 13 to 15 (redelivery, rate limits, prefetch): reservations and their fate.
+"""Narration for scenarios 13 to 15 (redelivery, rate limits, prefetch): reservations.
 
 A message a worker took is reserved in `unacked` (kombu's `QoS.append`: `ZADD unacked_index
 <time> <tag>`, `HSET unacked <tag> <message>`) until the ack drops it (`ZREM`, `HDEL`), a
