@@ -26,10 +26,10 @@ from demo.trace.wait import wait_until
 PLAIN, TRACKED = "plain", "tracked"  # the workers' names; TRACKED is also its queue
 TRACKING = {"CELERY_TRACK_STARTED": "1"}
 FLAGS = ["-c", "1"]
-BUSY_S = 1.5  # slow(1.5): long enough to read its state while it runs
+BUSY_S = 1.0  # slow(1): long enough to read its state while it runs
 LATE = "late"  # a queue no worker reads until step 3 asks one to
 EXPIRES_S = 1.0
-LOST_S = 3.0  # slow_retried(3): killed while it runs
+LOST_S = 1.5  # slow_retried(1.5): killed while it runs, then run again in full
 RETRY_DELAY_S = 1.0  # slow_retried's default_retry_delay (envoi_mails.tasks.RETRY_LOST_DELAY_S)
 DELAY_SLACK_S = 0.5  # the eta header is the retry's publish time + the delay, to the second
 SLOW_RETRIED = "envoi_mails.slow_retried"
