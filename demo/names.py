@@ -12,9 +12,10 @@ from typing import Final
 from envoi_mails.xray.emitter import CLIENT_NAME as EMITTER_CLIENT_NAME
 from envoi_mails.xray.emitter import STREAM as TRACE_STREAM
 from envoi_mails.xray.emitter import STREAM_MAXLEN as TRACE_STREAM_MAXLEN
-from envoi_mails.xray.hops import CLIENT, FLOWER, POOL_CHILD, ROLES, SPY, WORKER_MAIN
+from envoi_mails.xray.hops import BEAT, CLIENT, FLOWER, POOL_CHILD, ROLES, SPY, WORKER_MAIN
 
 __all__ = [
+    "BEAT",
     "CLIENT",
     "EMITTER_CLIENT_NAME",
     "FLOWER",

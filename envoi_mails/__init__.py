@@ -21,7 +21,9 @@ if TYPE_CHECKING:
         get_inside,
         slow,
         slow_late,
+        slow_retried,
         slow_tidy,
+        tick,
         tsum,
         whoami,
     )
@@ -37,7 +39,9 @@ _HOME = {
     "get_inside": "tasks",
     "slow": "tasks",
     "slow_late": "tasks",
+    "slow_retried": "tasks",
     "slow_tidy": "tasks",
+    "tick": "tasks",
     "tsum": "tasks",
     "whoami": "tasks",
 }
@@ -53,7 +57,9 @@ __all__ = [
     "settings",
     "slow",
     "slow_late",
+    "slow_retried",
     "slow_tidy",
+    "tick",
     "tsum",
     "whoami",
 ]

@@ -9,6 +9,8 @@ from envoi_mails.settings import Settings
 # A client facing an unreachable Redis must fail within seconds, not retry for minutes.
 _CONNECT_TIMEOUT_S = 2.0
 _PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+MAIL_TASK = "envoi_mails.envoi_mail"
+TICK_TASK = "envoi_mails.tick"  # the periodic task `celery beat` sends (beat_schedule)
 
 
 def transport_options(settings: Settings) -> dict[str, float]:
@@ -50,6 +52,10 @@ def create_app(settings: Settings) -> Celery:
         result_expires=int(settings.result_expires),
         # The worker keeps trying at start-up, as in the tutorial: Redis may come up later.
         broker_connection_retry_on_startup=True,
+        task_default_queue=settings.default_queue,
+        task_routes={MAIL_TASK: {"queue": settings.mail_queue}} if settings.mail_queue else {},
+        task_track_started=settings.track_started,
+        beat_schedule={"tick": {"task": TICK_TASK, "schedule": settings.beat_every}},
     )
     if backend != settings.result_backend:
         # Celery's Settings.result_backend prefers the CELERY_RESULT_BACKEND environment

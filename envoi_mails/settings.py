@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -10,6 +11,10 @@ DEFAULT_BROKER_URL = "redis://localhost:6379/0"  # the tutorial's Redis
 DEFAULT_SMTP_HOST = "localhost"
 DEFAULT_SMTP_PORT = 1025  # the port of the tutorial's local SMTP sink (and of mailpit)
 DEFAULT_MAIL_FROM = "envoi-mails@example.com"
+DEFAULT_QUEUE = "celery"  # Celery's task_default_queue
+DEFAULT_BEAT_EVERY = 60.0  # seconds between two runs of the teaching periodic task
+# Celery's rate strings (celery/utils/time.py `rate`): a number, optionally per s, m or h.
+_RATE = re.compile(r"\d+(\.\d+)?(/[smh])?")
 
 
 class SettingsError(ValueError):
@@ -51,6 +56,15 @@ def _optional(env: Mapping[str, str], name: str) -> float | None:
     return value
 
 
+def _rate(env: Mapping[str, str], name: str) -> str | None:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    if not _RATE.fullmatch(raw):
+        raise SettingsError(f"{name}={raw!r} is not a rate: use N/s, N/m or N/h")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the app is configured with. Build it with :meth:`from_env`."""
@@ -72,6 +86,13 @@ class Settings:
     # (None: kombu's, about every 100 s). A short pair shows a redelivery within seconds.
     visibility_timeout: float | None = None
     unacked_restore_interval: float | None = None
+    # Celery's rate_limit on the mail task ("2/s", "30/m"); None: no limit.
+    mail_rate_limit: str | None = None
+    # task_routes: the queue the mail task is sent to; None: the default queue.
+    mail_queue: str | None = None
+    default_queue: str = DEFAULT_QUEUE  # task_default_queue: where every other task goes
+    track_started: bool = False  # task_track_started: the child stores STARTED before the body
+    beat_every: float = DEFAULT_BEAT_EVERY  # beat_schedule: how often beat sends `tick`
     # XRAY_TRACE=0: no instrumentation at all, the app is plain Celery (for the benchmark).
     xray_trace: bool = True
     # XRAY_COMMANDS=0: hops and logs only; no process records its own Redis commands.
@@ -99,6 +120,11 @@ class Settings:
             result_expires=_number(env, "CELERY_RESULT_EXPIRES", 86400.0),
             visibility_timeout=_optional(env, "CELERY_VISIBILITY_TIMEOUT"),
             unacked_restore_interval=_optional(env, "CELERY_UNACKED_RESTORE_INTERVAL"),
+            mail_rate_limit=_rate(env, "MAIL_RATE_LIMIT"),
+            mail_queue=env.get("MAIL_QUEUE") or None,
+            default_queue=env.get("CELERY_DEFAULT_QUEUE") or DEFAULT_QUEUE,
+            track_started=_flag(env, "CELERY_TRACK_STARTED", False),
+            beat_every=_number(env, "BEAT_EVERY", DEFAULT_BEAT_EVERY),
             mail_max_retries=int(_number(env, "MAIL_MAX_RETRIES", 5.0)),
             mail_retry_backoff=_number(env, "MAIL_RETRY_BACKOFF", 2.0),
             mail_retry_backoff_max=_number(env, "MAIL_RETRY_BACKOFF_MAX", 60.0),

@@ -12,17 +12,25 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from envoi_mails import mailer
+from envoi_mails.factory import MAIL_TASK, TICK_TASK
 from envoi_mails.instance import app, settings
 
 DEFAULT_SUBJECT = "Bonjour depuis Celery"
 DEFAULT_BODY = "Ce mail a été envoyé par une tâche Celery."
+
+RETRY_LOST_DELAY_S = 1  # slow_retried: its default_retry_delay (Celery's default is 180 s)
 
 # A module global: each process that runs whoami counts in its own copy. Prefork children
 # get one each at fork (copy-on-write), so two children never see each other's count.
 _WHOAMI_RUNS = itertools.count(1)
 
 
-@app.task(bind=True, name="envoi_mails.envoi_mail", max_retries=settings.mail_max_retries)
+@app.task(
+    bind=True,
+    name=MAIL_TASK,
+    max_retries=settings.mail_max_retries,
+    rate_limit=settings.mail_rate_limit,  # read by each worker's MainProcess: its own bucket
+)
 def envoi_mail(
     self: Task, destinataire: str, subject: str = DEFAULT_SUBJECT, body: str = DEFAULT_BODY
 ) -> dict[str, Any]:
@@ -108,6 +116,25 @@ def slow_tidy(seconds: float) -> dict[str, float | int | str | None]:
     except SoftTimeLimitExceeded as exc:
         return {"pid": os.getpid(), "caught": type(exc).__name__, "after": time.time() - started}
     return {"pid": os.getpid(), "caught": None, "after": time.time() - started}
+
+
+@app.task(
+    name="envoi_mails.slow_retried",
+    retry_on_worker_lost=True,
+    default_retry_delay=RETRY_LOST_DELAY_S,
+    max_retries=1,
+)
+def slow_retried(seconds: float) -> dict[str, float | int]:
+    """`slow`, sent again as a retry by the MainProcess if its child dies (Celery 5.7)."""
+    started = time.time()
+    time.sleep(seconds)
+    return {"pid": os.getpid(), "started": started, "ended": time.time()}
+
+
+@app.task(name=TICK_TASK)
+def tick() -> dict[str, float | int]:
+    """The periodic task of `beat_schedule`: which process ran it, and when."""
+    return {"pid": os.getpid(), "at": time.time()}
 
 
 @app.task(name="envoi_mails.tsum")

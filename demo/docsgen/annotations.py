@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from demo import names
-from demo.names import CLIENT, POOL_CHILD, WORKER_MAIN
+from demo.names import BEAT, CLIENT, POOL_CHILD, WORKER_MAIN
 from envoi_mails.xray.hops import HOPS
 
 ANY: Final = "*"
@@ -64,6 +64,13 @@ RULES: Final[tuple[Rule, ...]] = (
     _r(CLIENT, "LPUSH RPUSH", r"(?!<id>).+",
        "the caller publishes: the JSON message waits in a Redis list, not in a worker",
        "l'appelant publie : le message JSON attend dans une liste Redis, pas dans un worker"),
+    _r(BEAT, "LPUSH", r"(?!<id>).+",
+       "beat publishes a due entry like any client: a message in a list, nothing more",
+       "beat publie une entrée échue comme n'importe quel client : un message dans une liste, "
+       "rien de plus"),
+    _r(BEAT, "SUBSCRIBE UNSUBSCRIBE", _META,
+       "apply_async in beat subscribes to the result too, and drops it at once",
+       "apply_async dans beat s'abonne lui aussi au résultat, et le lâche aussitôt"),
     _r(POOL_CHILD, "LPUSH RPUSH", r"(?!<id>).+",
        "a task that sends a task: the pool child is a client of the broker too",
        "une tâche qui envoie une tâche : l'enfant du pool est lui aussi client du broker"),
@@ -101,18 +108,23 @@ RULES: Final[tuple[Rule, ...]] = (
        "le MainProcess lit la clé : chaque écriture lit avant d'écrire (un SUCCESS stocké "
        "n'est jamais écrasé), et une révocation ou un enfant perdu vérifie l'état"),
     _r(WORKER_MAIN, "SETEX SET", _META,
-       "the MainProcess writes the result itself: a task it ran (threads, solo), REVOKED, or "
-       "a FAILURE its child could not store (lost, hard time limit)",
+       "the MainProcess writes the result itself: a task it ran (threads, solo), REVOKED, "
+       "a FAILURE its child could not store (lost, hard time limit), or RETRY for a lost "
+       "child's task it sent again",
        "le MainProcess écrit lui-même le résultat : une tâche qu'il a exécutée (threads, "
-       "solo), REVOKED, ou un FAILURE que son enfant n'a pu stocker (perdu, limite dure)"),
+       "solo), REVOKED, un FAILURE que son enfant n'a pu stocker (perdu, limite dure), ou "
+       "RETRY pour la tâche d'un enfant perdu qu'il a renvoyée"),
     _r(WORKER_MAIN, "PUBLISH", _META,
        "… and announces it on the channel the caller subscribed to",
        "… et l'annonce sur le canal auquel l'appelant s'est abonné"),
     _r(WORKER_MAIN, "LPUSH RPUSH", r"(?!<id>).+",
-       "the MainProcess puts a message it had reserved back on its queue, marked redelivered: "
-       "a requeue, a warm shutdown, or a sweep past the visibility timeout",
-       "le MainProcess remet dans sa file un message qu'il avait réservé, marqué redelivered : "
-       "une remise en file, un arrêt à chaud, ou un balayage passé le visibility timeout"),
+       "the MainProcess pushes a message itself: one it had reserved, put back (a requeue, a "
+       "warm shutdown, a sweep past the visibility timeout: marked redelivered), or the retry "
+       "of a task whose child died (task_retry_on_worker_lost)",
+       "le MainProcess pousse lui-même un message : un message qu'il avait réservé, remis en "
+       "file (une remise en file, un arrêt à chaud, un balayage passé le visibility timeout : "
+       "marqué redelivered), ou le retry d'une tâche dont l'enfant est mort "
+       "(task_retry_on_worker_lost)"),
     _r(CLIENT, "GET MGET", _META,
        "`get()` reads the key once; otherwise it waits for the PUBLISH",
        "`get()` lit la clé une fois ; sinon il attend le PUBLISH"),
@@ -229,6 +241,9 @@ HOPS_FR: Final[dict[str, str]] = {
     "task.retry": "task_retry : la tâche demande à être relancée",
     "task.postrun": (
         "l'enfant en a fini avec cet essai (Task.after_return ; pour un retry, après task_retry)"
+    ),
+    "beat.init": (
+        "beat_init : `celery beat` lance sa boucle d'ordonnancement (il ne fait que publier)"
     ),
     "log": "une ligne de log de Celery ou kombu (logger, niveau, message)",
     "redis.command": (

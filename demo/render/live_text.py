@@ -19,6 +19,7 @@ ROLE_STYLES = {
     names.WORKER_MAIN: "bold green",
     names.POOL_CHILD: "bold yellow",
     names.FLOWER: "bold magenta",
+    names.BEAT: "bold blue",
     names.LUA: "blue",
     names.SPY: "dim",
     names.UNKNOWN: "bold red",

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from rich.console import Console, RenderableType
@@ -37,6 +37,7 @@ from demo.config import KitConfig
 from demo.errors import KitError
 from demo.live import registry as live
 from demo.spy.monitor import Spy
+from demo.stack.beat import Beat
 from demo.stack.stack import Stack
 from demo.stack.worker import Worker
 from demo.trace.timeline import Timeline, write_jsonl
@@ -121,12 +122,17 @@ class Scenario:
     ) -> Worker:
         return self.stack.start_worker(name, extra=["-E", *(extra or [])], env=env)
 
+    def start_beat(self, name: str = "beat", env: dict[str, str] | None = None) -> Beat:
+        """`celery -A envoi_mails beat`, with a schedule file of its own, stopped by the frame."""
+        return self.stack.start_beat(name, env=env)
+
+    def beat(self, name: str = "beat") -> Beat:
+        """The beat started as `name` by an earlier step."""
+        return _named(self.stack.beats, name, "beat")
+
     def worker(self, name: str = "celery") -> Worker:
         """The worker started as `name` by an earlier step: steps find it again by its name."""
-        found = [w for w in self.stack.workers if w.name == name]
-        if not found:
-            raise KitError(f"no worker named {name!r} was started")
-        return found[-1]
+        return _named(self.stack.workers, name, "worker")
 
     def task_id(self, task: str, *, timeout: float = SHIPPED_S) -> str:
         """The id of the first task named `task` this scenario published."""
@@ -163,6 +169,17 @@ class Scenario:
     @property
     def all_held(self) -> bool:
         return all(e.held for e in self.expectations)
+
+
+P = TypeVar("P", Worker, Beat)
+
+
+def _named(started: list[P], name: str, kind: str) -> P:
+    """The last of `started` called `name`: how a step finds a process an earlier one started."""
+    found = [p for p in started if p.name == name]
+    if not found:
+        raise KitError(f"no {kind} named {name!r} was started")
+    return found[-1]
 
 
 def _options(argv: list[str] | None, doc: str) -> argparse.Namespace:

@@ -80,6 +80,8 @@ def role_from_cmdlines(cmdline: Sequence[str], parent_cmdline: Sequence[str]) ->
         return names.POOL_CHILD if worker_parent else names.WORKER_MAIN
     if sub == "flower":
         return names.FLOWER
+    if sub == "beat":
+        return names.BEAT
     return names.CLIENT
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from types import TracebackType
 
 from demo.config import KitConfig
+from demo.stack.beat import Beat
 from demo.stack.flower import Flower
 from demo.stack.procs import free_port, port_is_free
 from demo.stack.redis_server import RedisServer, check_reachable
@@ -29,6 +30,7 @@ class Stack:
     redis: RedisServer | None = field(default=None, init=False)
     smtp: SmtpSink | None = field(default=None, init=False)
     workers: list[Worker] = field(default_factory=list, init=False)
+    beats: list[Beat] = field(default_factory=list, init=False)
     flower: Flower | None = field(default=None, init=False)
     broker_url: str = field(default="", init=False)
     smtp_host: str = field(default="", init=False)
@@ -88,6 +90,11 @@ class Stack:
         self.workers.append(worker)  # before start: stop() must reap a half-started one
         return worker.start()
 
+    def start_beat(self, name: str = "beat", env: dict[str, str] | None = None) -> Beat:
+        beat = Beat({**self.env, **(env or {})}, self.run_dir / f"{name}.log", name)
+        self.beats.append(beat)  # before start: stop() must reap a half-started one
+        return beat.start()
+
     def start_flower(self, password: str | None = None) -> Flower:
         """Flower; with `password`, only for who knows it (see flower.py)."""
         port = self.config.flower_port if port_is_free(self.config.flower_port) else free_port()
@@ -97,9 +104,9 @@ class Stack:
     def mails(self) -> list[Mail]:
         return self.smtp.mails() if self.smtp else []
 
-    def parts(self) -> list[Worker | Flower | SmtpSink | RedisServer]:
+    def parts(self) -> list[Beat | Worker | Flower | SmtpSink | RedisServer]:
         """What was started (or began to start), in the order to stop it."""
-        parts = [self.flower, *reversed(self.workers), self.smtp, self.redis]
+        parts = [self.flower, *reversed(self.beats), *reversed(self.workers), self.smtp, self.redis]
         return [part for part in parts if part is not None]
 
     def stop(self) -> None:

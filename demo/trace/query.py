@@ -111,6 +111,15 @@ def gaps(events: Sequence[TraceEvent]) -> list[float]:
     return [b["ts"] - a["ts"] for a, b in itertools.pairwise(events)]
 
 
+def per_second(events: Sequence[TraceEvent]) -> float:
+    """How often these events happened: intervals per second from the first to the last
+    (0.0 for fewer than two, or no time between them)."""
+    if len(events) < 2:
+        return 0.0
+    span = events[-1]["ts"] - events[0]["ts"]
+    return (len(events) - 1) / span if span > 0 else 0.0
+
+
 def roles(events: Iterable[TraceEvent]) -> dict[int, str]:
     """pid -> the most specific role that pid declared (a worker process may speak as
     `client` before its worker signal names it)."""

@@ -17,9 +17,10 @@ CLIENT: Final = "client"
 WORKER_MAIN: Final = "worker-main"
 POOL_CHILD: Final = "pool-child"
 FLOWER: Final = "flower"
+BEAT: Final = "beat"  # `celery beat`: the scheduler process, once beat_init fired
 SPY: Final = "spy"
 
-ROLES: Final = (CLIENT, WORKER_MAIN, POOL_CHILD, FLOWER, SPY)
+ROLES: Final = (CLIENT, WORKER_MAIN, POOL_CHILD, FLOWER, BEAT, SPY)
 
 # hop name -> (role that emits it, what it means)
 HOPS: Final[dict[str, tuple[str, str]]] = {
@@ -79,6 +80,8 @@ HOPS: Final[dict[str, tuple[str, str]]] = {
         POOL_CHILD,
         "the child is done with this try (Task.after_return; for a retry, after task_retry)",
     ),
+    # celery beat
+    "beat.init": (BEAT, "beat_init: `celery beat` starts its scheduler loop (it only publishes)"),
     # any process
     "log": ("*", "a log record from Celery or kombu (logger, level, message)"),
     # any process of the app (commands.py), and MONITOR for what no process recorded

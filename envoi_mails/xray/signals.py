@@ -66,6 +66,13 @@ def _failure(sender: Any = None, task_id: str = "", exception: Any = None, **_: 
     hop("task.failure", task_id=task_id, task=sender.name, exception=repr(exception))
 
 
+def _beat_init(**_: Any) -> None:
+    # celery/beat.py Service.start: sent once, before the first tick, so before beat opens
+    # its first connection to Redis (its producer connects at the first due entry).
+    process.set_role(hops.BEAT)
+    hop("beat.init")
+
+
 def _retry(sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
     hop("task.retry", task_id=request.id, task=sender.name, reason=str(reason))
     # Celery calls no Task.after_return for RETRY (IGNORE_STATES): this try ends here.
@@ -81,6 +88,7 @@ RECEIVERS = [
     (signals.worker_process_shutdown, _process_shutdown),
     (signals.task_failure, _failure),
     (signals.task_retry, _retry),
+    (signals.beat_init, _beat_init),
 ]
 
 

@@ -33,6 +33,9 @@ def test_xray_trace_zero_turns_tracing_off() -> None:
         {"XRAY_LOG_FORMAT": "xml"},
         {"CELERY_VISIBILITY_TIMEOUT": "0"},
         {"CELERY_UNACKED_RESTORE_INTERVAL": "soon"},
+        {"MAIL_RATE_LIMIT": "fast"},
+        {"MAIL_RATE_LIMIT": "2/day"},
+        {"CELERY_TRACK_STARTED": "sometimes"},
     ],
 )
 def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str]) -> None:
@@ -54,3 +57,42 @@ def test_visibility_timeout_and_sweep_reach_the_transport_options() -> None:
     options = transport_options(Settings.from_env(env))
     assert options["visibility_timeout"] == 3.0
     assert (options["unacked_restore_interval"], options["unacked_restore_throttle"]) == (0.5, 1)
+
+
+def test_the_teaching_switches_default_to_celery_and_kombu_defaults() -> None:
+    settings = Settings.from_env({})
+    assert (settings.visibility_timeout, settings.unacked_restore_interval) == (None, None)
+    assert (settings.mail_rate_limit, settings.mail_queue) == (None, None)
+    assert settings.default_queue == "celery"
+    assert settings.track_started is False
+
+
+def test_the_teaching_switches_are_read_from_the_environment() -> None:
+    env = {
+        "CELERY_VISIBILITY_TIMEOUT": "4",
+        "CELERY_UNACKED_RESTORE_INTERVAL": "1",
+        "MAIL_RATE_LIMIT": "1/s",
+        "MAIL_QUEUE": "mails",
+        "CELERY_DEFAULT_QUEUE": "default",
+        "CELERY_TRACK_STARTED": "1",
+        "BEAT_EVERY": "1",
+    }
+    settings = Settings.from_env(env)
+    assert (settings.visibility_timeout, settings.unacked_restore_interval) == (4, 1)
+    assert (settings.mail_rate_limit, settings.mail_queue) == ("1/s", "mails")
+    assert (settings.default_queue, settings.track_started, settings.beat_every) == (
+        "default",
+        True,
+        1,
+    )
+
+
+def test_the_app_passes_them_to_celery() -> None:
+    from envoi_mails.factory import MAIL_TASK, TICK_TASK, create_app
+
+    routed = Settings.from_env({"MAIL_QUEUE": "mails", "CELERY_DEFAULT_QUEUE": "default"})
+    conf = create_app(routed).conf
+    assert conf.task_routes == {MAIL_TASK: {"queue": "mails"}}
+    assert conf.task_default_queue == "default"
+    assert conf.beat_schedule["tick"]["task"] == TICK_TASK
+    assert create_app(Settings.from_env({})).conf.task_routes == {}

@@ -47,6 +47,11 @@ def test_flower_by_celery_subcommand_or_by_its_own_script() -> None:
     assert role_from_cmdlines(["/venv/bin/flower", "--port=5555"], SHELL) == "flower"
 
 
+def test_celery_beat_by_its_subcommand() -> None:
+    beat = ["/venv/bin/python", "-m", "celery", "-A", "envoi_mails", "beat", "-s", "beat-schedule"]
+    assert role_from_cmdlines(beat, SHELL) == "beat"
+
+
 def test_any_other_process_is_a_client() -> None:
     assert role_from_cmdlines(["python", "-m", "pytest", "-q"], SHELL) == "client"
     assert role_from_cmdlines(["python", "scenarios/01_worker_boot.py"], WORKER) == "client"

@@ -113,3 +113,11 @@ def test_task_logs_find_the_id_in_the_fields_or_in_the_text(events: list[TraceEv
     text_only = normalise({"ts": 1.0, "event": names.LOG, "message": f"Discarding add[{ADD}]"})
     assert text_only is not None and q.task_logs([text_only], ADD) == [text_only]
     assert q.task_logs([text_only], MAIL) == []
+
+
+def test_per_second_counts_intervals_over_the_span() -> None:
+    ticks = [normalise({"ts": t, "event": "x"}) for t in (10.0, 10.5, 11.0, 12.0)]
+    found = [e for e in ticks if e is not None]
+    assert q.per_second(found) == 1.5  # three intervals in two seconds
+    assert q.per_second(found[:1]) == 0.0
+    assert q.per_second([found[0], found[0]]) == 0.0
