@@ -15,6 +15,7 @@ from kit_launch import ROOT
 from demo.stack.redis_server import RedisServer
 from demo.stack.stack import Stack
 from demo.stack.worker import Worker
+from demo.trace.timeline import Timeline
 from envoi_mails.xray import emitter, wire
 
 pytestmark = pytest.mark.e2e
@@ -61,7 +62,10 @@ def test_a_huge_address_leaves_no_huge_trace_result_or_log(stack: Stack, worker:
     error, task_id = _fails_at_once("x" * HUGE + "@example.com")
     assert len(str(error)) < 300 and f"is {HUGE + 12} characters long" in str(error)
     assert redis_client.strlen(f"celery-task-meta-{task_id}") < SMALL_KEY
-    time.sleep(3 * emitter.FLUSH_INTERVAL_S)  # the worker's last hops of the task
+    # The worker's last hop of the task (its child's postrun) is in the stream: wait for it,
+    # rather than for a guess at how long the emitters take to ship.
+    with Timeline(stack.broker_url, history=True) as timeline:
+        timeline.wait_for(event="task.postrun", task_id=task_id, timeout=10, what="its postrun")
     entries = _stream(redis_client, after=since)
     assert entries, "the worker traced the task"
     assert max(len(fields[FIELD]) for _, fields in entries) <= emitter.ENTRY_MAX_BYTES
