@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Final
 
 from envoi_mails.xray.emitter import CLIENT_NAME as EMITTER_CLIENT_NAME
-from envoi_mails.xray.emitter import STREAM as TRACE_STREAM
-from envoi_mails.xray.emitter import STREAM_MAXLEN as TRACE_STREAM_MAXLEN
 from envoi_mails.xray.hops import BEAT, CLIENT, FLOWER, POOL_CHILD, ROLES, SPY, WORKER_MAIN
+from envoi_mails.xray.stream import STREAM as TRACE_STREAM
+from envoi_mails.xray.stream import STREAM_MAXLEN as TRACE_STREAM_MAXLEN
 
 __all__ = [
     "BEAT",

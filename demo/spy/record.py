@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from envoi_mails.xray import emitter, wire
+from envoi_mails.xray import stream, wire
 
 IDENTITY = ("role", "pid", "ppid", "host")  # the fields wire.encode writes once per group
 _HEAD = ("ts", "event")
@@ -39,4 +39,4 @@ def record_events(client: redis.Redis, events: Iterable[Mapping[str, Any]]) -> N
     (nothing for no events): a command's large arguments are cut there, not here."""
     records = to_records(events)
     if records:
-        emitter.append(client, emitter.entries(records))
+        stream.append(client, stream.entries(records))

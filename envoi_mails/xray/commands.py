@@ -55,8 +55,13 @@ class Peer:
         self.laddr = f"{local[0]}:{local[1]}" if isinstance(local, tuple) else str(local)
 
 
+_BINARY = (bytes, bytearray, memoryview)  # a tuple: `bytes | …` would build a union per call
+
+
 def _text(arg: Any) -> str:
-    if isinstance(arg, bytes | bytearray | memoryview):
+    if type(arg) is str:  # the common case first: most arguments are names and keys
+        return arg if len(arg) <= ARG_CAP else arg[:ARG_CAP]
+    if isinstance(arg, _BINARY):
         return bytes(arg[:ARG_CAP]).decode("utf-8", "replace")
     return str(arg)[:ARG_CAP]
 
@@ -71,14 +76,16 @@ class Command:
         self.peer, self.args, self.pipe = peer, args, pipe
 
     def fields(self) -> dict[str, Any]:
-        args = self.args
+        args, peer = self.args, self.peer
+        command = [_text(arg) for arg in args]
         # redis-py accepts "CONFIG GET" as one argument and splits it when it packs.
-        head = _text(args[0]).split() if args else []
+        if command and " " in command[0]:
+            command[:1] = command[0].split()
         out: dict[str, Any] = {
-            "command": [*head, *map(_text, args[1:])],
-            "db": self.peer.db,
-            "server": self.peer.server,
-            "addr": self.peer.laddr,
+            "command": command,
+            "db": peer.db,
+            "server": peer.server,
+            "addr": peer.laddr,
         }
         if self.pipe is not None:
             out["pipe"] = self.pipe

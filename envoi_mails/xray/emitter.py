@@ -8,33 +8,21 @@ sends what is queued every FLUSH_INTERVAL_S as ONE stream entry (wire.py): one X
 one JSON encoding per batch, not per event (an XADD per event cost about 19 µs of CPU per
 event, 15-18 events per task, in the process that emitted them).
 
-Bounded in bytes, not only in entries: an entry holds at most ENTRY_MAX_BYTES (a larger
-batch goes as several entries; an event that alone is larger has its long strings cut),
-and the stream at most STREAM_MAXLEN entries. So the trace never takes more than
-STREAM_MAX_MB of a Redis's memory (measured by tests/test_bounded_input.py): 4 000-byte
-entries fit jemalloc's 4 KiB size class, where 4 096 would take 5 KiB each.
+A flush is nearly always one stream entry, added in one round trip; stream.py keeps the
+stream bounded in bytes.
 """
 
 from __future__ import annotations
 
 import atexit
-import math
 import os
 import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
-from typing import Any
 
 import redis
 
-from envoi_mails.xray import wire
+from envoi_mails.xray import stream, wire
 
-STREAM = "xray:trace"
-STREAM_MAXLEN = 10_000  # entries, each (part of) one flush's batch of events
-ENTRY_MAX_BYTES = 4_000  # an entry's JSON, at most
-STREAM_MAX_MB = 48  # what 10 000 full entries take in Redis: 42 MB measured, and a margin
-FILL = 0.8  # of an entry, aimed at when a batch is sliced: events differ in size
-VALUE_MAX_CHARS = 500  # a string longer than this is cut, in an event too large alone
 BUFFER_MAX = 20_000  # per process, if Redis is gone: oldest events are dropped
 FLUSH_INTERVAL_S = (
     0.1  # batches; 0.2 s measured no cheaper (demo bench) and made scenario waits racier
@@ -76,7 +64,7 @@ class Emitter:
             if not batch:
                 return
             try:
-                append(self._client(), entries(batch))
+                stream.append(self._client(), stream.entries(batch))
             # Tracing must never break the app, and this thread must outlive a bad batch:
             # Redis gone, or a field orjson refuses (TypeError: a non-str key, a huge int).
             except (redis.RedisError, TypeError, ValueError):
@@ -117,61 +105,6 @@ class Emitter:
         self._wake = threading.Event()
         self._redis = None
         self._thread = None
-
-
-def append(client: redis.Redis, payloads: Sequence[bytes]) -> None:
-    """XADD each entry to the trace stream, trimmed to about STREAM_MAXLEN entries."""
-    if len(payloads) == 1:  # the usual case: one round trip, no pipeline to build
-        client.xadd(STREAM, {wire.FIELD: payloads[0]}, maxlen=STREAM_MAXLEN, approximate=True)
-        return
-    pipe = client.pipeline(transaction=False)
-    for payload in payloads:
-        pipe.xadd(STREAM, {wire.FIELD: payload}, maxlen=STREAM_MAXLEN, approximate=True)
-    pipe.execute()
-
-
-def entries(batch: Sequence[wire.Record]) -> list[bytes]:
-    """The batch as stream entries of at most ENTRY_MAX_BYTES each, in order.
-
-    One encoding when it fits (nearly always). Else slices, as many as would each fill
-    about FILL of an entry, each encoded again (a slice that still does not fit is sliced
-    again): about two encodings of the batch. An event that does not fit alone has its long
-    strings cut (`fit`).
-    """
-    payload = wire.encode(batch)
-    if len(payload) <= ENTRY_MAX_BYTES:
-        return [payload]
-    if len(batch) == 1:
-        return [wire.encode([fit(batch[0])])]
-    slices = max(2, math.ceil(len(payload) / (ENTRY_MAX_BYTES * FILL)))
-    step = math.ceil(len(batch) / slices)
-    return [entry for i in range(0, len(batch), step) for entry in entries(batch[i : i + step])]
-
-
-def fit(record: wire.Record) -> wire.Record:
-    """The event with every string over VALUE_MAX_CHARS cut, saying how long it was; if
-    that is still too large, its fields give way to one saying how large they were."""
-    identity, ts, event, fields = record
-    raw: Any = fields
-    if callable(getattr(raw, "fields", None)):  # built at encoding time (a captured command)
-        raw = raw.fields()
-    cut = {key: _cut(value) for key, value in raw.items()}
-    if len(wire.encode([(identity, ts, event, cut)])) <= ENTRY_MAX_BYTES:
-        return identity, ts, event, cut
-    size = len(wire.encode([record]))
-    return identity, ts, event, {"cut": f"{size} bytes of fields, over {ENTRY_MAX_BYTES}"}
-
-
-def _cut(value: Any, depth: int = 0) -> Any:
-    if isinstance(value, str) and len(value) > VALUE_MAX_CHARS:
-        return f"{value[:VALUE_MAX_CHARS]}… [cut: {len(value)} chars]"
-    if depth > 2:  # deeper structures are not events' business: the size check decides
-        return value
-    if isinstance(value, Mapping):
-        return {key: _cut(item, depth + 1) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_cut(item, depth + 1) for item in value]
-    return value
 
 
 _emitter: Emitter | None = None

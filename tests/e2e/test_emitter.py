@@ -9,7 +9,8 @@ import redis
 
 from demo.stack.stack import Stack
 from envoi_mails.xray import wire
-from envoi_mails.xray.emitter import STREAM, Emitter
+from envoi_mails.xray.emitter import Emitter
+from envoi_mails.xray.stream import STREAM
 
 
 def test_a_batch_json_cannot_encode_is_dropped_and_the_next_one_still_goes(stack: Stack) -> None:

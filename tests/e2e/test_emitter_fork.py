@@ -10,7 +10,8 @@ import redis
 
 from demo.stack.stack import Stack
 from envoi_mails.xray import wire
-from envoi_mails.xray.emitter import STREAM, Emitter
+from envoi_mails.xray.emitter import Emitter
+from envoi_mails.xray.stream import STREAM
 
 
 def test_children_forked_while_the_parent_flushes_can_emit_and_exit(stack: Stack) -> None:

@@ -17,7 +17,7 @@ from demo.spy.attribution import (
 )
 from demo.spy.monitor_line import MonitorLine
 from demo.trace import timeline
-from envoi_mails.xray import emitter
+from envoi_mails.xray import emitter, stream
 from monitor_capture import TASK_ID, read_capture
 
 WORKER = ["/venv/bin/python", "-m", "celery", "-A", "envoi_mails", "worker", "-c", "2", "-E"]
@@ -146,8 +146,8 @@ def test_attributor_names_kit_connections_and_scans_once_per_unknown_address() -
 
 
 def test_spy_and_timeline_read_the_stream_the_emitter_writes() -> None:
-    assert spy.TRACE_STREAM == timeline.STREAM == emitter.STREAM
-    assert timeline.STREAM_MAXLEN == emitter.STREAM_MAXLEN
+    assert spy.TRACE_STREAM == timeline.STREAM == stream.STREAM
+    assert timeline.STREAM_MAXLEN == stream.STREAM_MAXLEN
     assert timeline.CLIENT_NAME.startswith("xray") and emitter.CLIENT_NAME.startswith("xray")
 
 
