@@ -37,13 +37,14 @@ _installed = False
 class Peer:
     """What a connection says about where a command went: mutable, since it reconnects."""
 
-    __slots__ = ("db", "laddr", "server", "skip")
+    __slots__ = ("fields", "skip")
 
     def __init__(self, conn: Any) -> None:
         path = getattr(conn, "path", None)
-        self.server = path if path else f"{getattr(conn, 'host', '?')}:{getattr(conn, 'port', '?')}"
-        self.db = getattr(conn, "db", 0)
-        self.laddr = ""
+        server = path if path else f"{getattr(conn, 'host', '?')}:{getattr(conn, 'port', '?')}"
+        # One dict, shared by every command sent on this connection until it reconnects:
+        # the wire format writes it once per stream entry (wire.encode).
+        self.fields: dict[str, Any] = {"db": getattr(conn, "db", 0), "server": server, "addr": ""}
         name = getattr(conn, "client_name", None) or ""
         self.skip = name.startswith(KIT_PREFIX)
 
@@ -52,7 +53,9 @@ class Peer:
             local = sock.getsockname()
         except (OSError, AttributeError):
             return
-        self.laddr = f"{local[0]}:{local[1]}" if isinstance(local, tuple) else str(local)
+        laddr = f"{local[0]}:{local[1]}" if isinstance(local, tuple) else str(local)
+        # A new dict, not an update: commands already queued keep the address they went by.
+        self.fields = {**self.fields, "addr": laddr}
 
 
 _BINARY = (bytes, bytearray, memoryview)  # a tuple: `bytes | …` would build a union per call
@@ -67,29 +70,25 @@ def _text(arg: Any) -> str:
 
 
 class Command:
-    """One captured command. orjson cannot encode it, so wire.encode asks for `fields()`:
-    the conversion of the arguments to text happens at flush, off the caller's path."""
+    """One captured command: the conversion of its arguments to text happens when the batch
+    is encoded (wire.encode calls `own`), off the caller's path."""
 
-    __slots__ = ("args", "peer", "pipe")
+    __slots__ = ("args", "pipe", "shared")
 
     def __init__(self, peer: Peer, args: tuple[Any, ...], pipe: int | None) -> None:
-        self.peer, self.args, self.pipe = peer, args, pipe
+        self.args, self.pipe, self.shared = args, pipe, peer.fields
 
-    def fields(self) -> dict[str, Any]:
-        args, peer = self.args, self.peer
-        command = [_text(arg) for arg in args]
+    def own(self) -> dict[str, Any]:
+        command = [_text(arg) for arg in self.args]
         # redis-py accepts "CONFIG GET" as one argument and splits it when it packs.
         if command and " " in command[0]:
             command[:1] = command[0].split()
-        out: dict[str, Any] = {
-            "command": command,
-            "db": peer.db,
-            "server": peer.server,
-            "addr": peer.laddr,
-        }
-        if self.pipe is not None:
-            out["pipe"] = self.pipe
-        return out
+        if self.pipe is None:
+            return {"command": command}
+        return {"command": command, "pipe": self.pipe}
+
+    def fields(self) -> dict[str, Any]:
+        return {**self.own(), **self.shared}
 
 
 def _record(peer: Peer, args: tuple[Any, ...], pipe: int | None) -> None:

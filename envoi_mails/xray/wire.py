@@ -8,8 +8,11 @@ that share it:
     {"g": [[{"role": "pool-child", "pid": 4103, ...}, [[ts, "task.prerun", {...}], ...]], ...]}
 
 so neither a dict per event nor the four identity fields per event is built or encoded.
-`decode` gives back what the `--json-trace` contract promises: one flat object per event,
-{"ts", "event", "role", "pid", "ppid", "host", ...fields}.
+Likewise, fields many events share (a connection's db, server and address, on each of its
+commands) are written once per entry, in "s", and an event names them by index:
+[ts, "redis.command", {"command": [...]}, 0]. `decode` gives back what the `--json-trace`
+contract promises: one flat object per event, {"ts", "event", "role", "pid", "ppid", "host",
+...fields}.
 """
 
 from __future__ import annotations
@@ -21,9 +24,15 @@ import orjson
 
 
 class Deferred(Protocol):
-    """Fields built only when the batch is encoded (a captured Redis command's arguments)."""
+    """Fields built only when the batch is encoded (a captured Redis command's arguments):
+    its own, and `shared`, one object that other events hold too (written once per entry)."""
 
-    def fields(self) -> dict[str, Any]: ...
+    @property
+    def shared(self) -> Mapping[str, Any]: ...
+
+    def own(self) -> dict[str, Any]: ...
+
+    def fields(self) -> dict[str, Any]: ...  # own and shared together
 
 
 # (identity, ts, event name, fields): what Emitter.emit queues.
@@ -31,22 +40,35 @@ Record = tuple[Mapping[str, Any], float, str, Mapping[str, Any] | Deferred]
 Event = dict[str, Any]
 
 FIELD = "g"  # the stream entry's field for a batch of grouped events
+SHARED = "s"  # in an entry's document: the fields that events name by index
 
 
 def encode(batch: Sequence[Record]) -> bytes:
     """One JSON document for a flush: runs of events grouped under their identity."""
-    groups: list[tuple[Mapping[str, Any], list[tuple[float, str, Mapping[str, Any] | Deferred]]]]
-    groups = []
+    groups: list[tuple[Mapping[str, Any], list[tuple[Any, ...]]]] = []
+    shared: list[Mapping[str, Any]] = []
+    index: dict[int, int] = {}  # id() of a shared object -> its place in `shared`
     current: Mapping[str, Any] | None = None
-    events: list[tuple[float, str, Mapping[str, Any] | Deferred]] = []
+    events: list[tuple[Any, ...]] = []
     for identity, ts, event, fields in batch:
         if identity is not current:  # the same object, not merely equal: a cheap test
             current, events = identity, []
             groups.append((identity, events))
-        events.append((ts, event, fields))
-    # A captured Redis command turns its arguments into text only now (commands.Command):
-    # any other object the caller left (an exception, a UUID) goes as its str().
-    return orjson.dumps({FIELD: groups}, default=_default)
+        common = getattr(fields, "shared", None) if type(fields) is not dict else None
+        if common is None:
+            events.append((ts, event, fields))
+            continue
+        # A captured Redis command turns its arguments into text only now (commands.Command).
+        at = index.get(id(common))  # the batch holds `common`: its id() is not reused meanwhile
+        if at is None:
+            at = index[id(common)] = len(shared)
+            shared.append(common)
+        events.append((ts, event, fields.own(), at))  # type: ignore[union-attr]
+    document: dict[str, Any] = {FIELD: groups}
+    if shared:
+        document[SHARED] = shared
+    # Any other object a caller left in a field (an exception, a UUID) goes as its str().
+    return orjson.dumps(document, default=_default)
 
 
 def _default(value: Any) -> Any:
@@ -64,10 +86,14 @@ def decode(fields: Mapping[Any, Any]) -> list[Event] | None:
         return None
     try:
         document = orjson.loads(fields[FIELD])
-        return [
-            {"ts": ts, "event": event, **identity, **extra}
-            for identity, events in document[FIELD]
-            for ts, event, extra in events
-        ]
-    except (ValueError, TypeError, KeyError):
+        shared = document.get(SHARED, ())
+        flat: list[Event] = []
+        for identity, events in document[FIELD]:
+            for ts, event, extra, *common in events:
+                out = {"ts": ts, "event": event, **identity, **extra}
+                if common:
+                    out.update(shared[common[0]])
+                flat.append(out)
+        return flat
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError):
         return None

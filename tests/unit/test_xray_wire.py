@@ -50,3 +50,41 @@ def test_what_it_cannot_read_is_none_not_an_exception() -> None:
     assert wire.decode({wire.FIELD: b"not json"}) is None
     assert wire.decode({wire.FIELD: b'{"g": [[1, 2]]}'}) is None
     assert wire.decode({"e": orjson.dumps({"ts": 2.0, "event": "x"})}) is None, "one format"
+
+
+class _Sent:
+    """What commands.Command gives the encoder: its own fields, and its connection's."""
+
+    def __init__(self, args: list[str], connection: dict[str, object]) -> None:
+        self.args, self.shared = args, connection
+
+    def own(self) -> dict[str, object]:
+        return {"command": self.args}
+
+    def fields(self) -> dict[str, object]:
+        return {**self.own(), **self.shared}
+
+
+def test_fields_events_share_are_written_once_and_read_back_into_each_event() -> None:
+    one = {"db": 0, "server": "127.0.0.1:6379", "addr": "127.0.0.1:50001"}
+    other = {"db": 1, "server": "127.0.0.1:6379", "addr": "127.0.0.1:50002"}
+    batch: list[wire.Record] = [
+        (MAIN, 1.0, "redis.command", _Sent(["BRPOP", "celery", "1"], one)),
+        (MAIN, 2.0, "task.received", {"task_id": "t1"}),
+        (MAIN, 3.0, "redis.command", _Sent(["HSET", "unacked", "tag", "{}"], one)),
+        (MAIN, 4.0, "redis.command", _Sent(["PUBLISH", "c", "m"], other)),
+    ]
+    raw = wire.encode(batch)
+    assert raw.count(b"50001") == 1 and raw.count(b"50002") == 1
+    assert wire.decode({wire.FIELD: raw}) == [
+        {"ts": 1.0, "event": "redis.command", **MAIN, "command": ["BRPOP", "celery", "1"], **one},
+        {"ts": 2.0, "event": "task.received", **MAIN, "task_id": "t1"},
+        {
+            "ts": 3.0,
+            "event": "redis.command",
+            **MAIN,
+            "command": ["HSET", "unacked", "tag", "{}"],
+            **one,
+        },
+        {"ts": 4.0, "event": "redis.command", **MAIN, "command": ["PUBLISH", "c", "m"], **other},
+    ]
