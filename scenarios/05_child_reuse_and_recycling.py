@@ -2,6 +2,7 @@
 
 Twenty tasks on a `-c 2` worker run in the two children forked at start. A second worker,
 with `--max-tasks-per-child 3`, retires each child after its third task and forks a new one.
+A third, with `--autoscale 3,1`, starts with one child and forks two more for a backlog.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from demo import names
 from demo.render import tables as ev
 from demo.scenes import processes as proc
 from demo.scenes.frame import Scenario, run
+from demo.stack.worker import Worker
 from demo.trace import query as q
 from demo.trace.event import at
 
@@ -23,6 +25,8 @@ BATCH_S = 0.2  # each task of step 3's batch: slow(0.2)
 SOON_S = 10  # how long a hop that follows at once may take to be seen
 TASK_S = 30  # how long a batch of tasks may take, from publish to result
 REPLACED_S = 15  # how long the MainProcess may take to fork the replacements
+SCALER, SCALE_QUEUE, SCALE_MAX, SCALE_MIN = "scaler", "scale", 3, 1
+BACKLOG, BACKLOG_S = 9, 0.3  # step 5's backlog: 9 × slow(0.3)
 
 
 def batch_start(s: Scenario) -> float:
@@ -31,6 +35,27 @@ def batch_start(s: Scenario) -> float:
         event="task.publishing", routing_key=QUEUE, timeout=SOON_S, what="the batch"
     )
     return first["ts"]
+
+
+def started(s: Scenario, name: str, extra: list[str]) -> tuple[Worker, list[int]]:
+    """Start worker `name`; it and its boot children, once each child has said child.init."""
+    worker = s.start_worker(name, extra=extra)
+    boot = worker.children()
+    s.timeline.wait_until(
+        event="child.init", ppid=worker.pid, count=len(boot), timeout=SOON_S, what="child.init"
+    )
+    return worker, boot
+
+
+def slow_batch(s: Scenario, queue: str, count: int, seconds: float) -> dict[str, int]:
+    """`count` × slow(seconds) on `queue`, all published before any result is awaited:
+    task id -> the pid each task returned, once every task's life is on the timeline."""
+    from envoi_mails import slow
+
+    results = [slow.apply_async(args=[seconds], queue=queue) for _ in range(count)]
+    said = {r.id: int(r.get(timeout=TASK_S)["pid"]) for r in results}
+    s.timeline.wait_lives(said, timeout=TASK_S)
+    return said
 
 
 def step_1(s: Scenario) -> None:
@@ -95,8 +120,6 @@ def step_2(s: Scenario) -> None:
 
 
 def step_3(s: Scenario) -> None:
-    from envoi_mails import slow
-
     tl = s.timeline
     with s.step(
         f"3. A worker that retires children after {MAX_TASKS} tasks",
@@ -105,14 +128,8 @@ def step_3(s: Scenario) -> None:
         f"replacement (`maintain_pool`). {BATCH} × `slow(0.2)` on `{QUEUE}` keep both busy.",
     ):
         extra = ["-c", str(CHILDREN), "--max-tasks-per-child", str(MAX_TASKS), "-Q", QUEUE]
-        recycler = s.start_worker(RECYCLER, extra=extra)
-        first = recycler.children()
-        tl.wait_until(
-            event="child.init", ppid=recycler.pid, count=len(first), timeout=SOON_S, what="init"
-        )
-        results = [slow.apply_async(args=[BATCH_S], queue=QUEUE) for _ in range(BATCH)]
-        said = {r.id: r.get(timeout=TASK_S)["pid"] for r in results}
-        tl.wait_lives(said, timeout=TASK_S)
+        recycler, first = started(s, RECYCLER, extra)
+        said = slow_batch(s, QUEUE, BATCH, BATCH_S)
         since, ran = batch_start(s), q.ran_by(tl.events(), said)
         counts = Counter(ran.values())
         retired = [pid for pid, n in counts.items() if n == MAX_TASKS]
@@ -183,8 +200,77 @@ def step_4(s: Scenario) -> None:
         s.show(s.flower(f"worker/{recycler.nodename}"))
 
 
+def step_5(s: Scenario) -> None:
+    with s.step(
+        f"5. --autoscale {SCALE_MAX},{SCALE_MIN}: children forked for a backlog",
+        f"`… --autoscale {SCALE_MAX},{SCALE_MIN} -Q {SCALE_QUEUE} --without-mingle`: the pool "
+        f"starts with {SCALE_MIN} child and may grow to {SCALE_MAX}. On every task message, "
+        "and every 30 s (`keepalive`), the autoscaler compares the tasks the worker holds "
+        "(received, not yet finished) with its processes: more tasks, it forks up to "
+        f"{SCALE_MAX} (`Autoscaler._maybe_scale`); fewer, it ends idle children, but only "
+        f"after 30 s with no task received and no scale-up. {BACKLOG} × `slow({BACKLOG_S})` "
+        f"on `{SCALE_QUEUE}` make a backlog. (`--without-mingle`: no start-up sync with "
+        "the other workers, a second saved.)",
+    ):
+        extra = ["--autoscale", f"{SCALE_MAX},{SCALE_MIN}", "-Q", SCALE_QUEUE, "--without-mingle"]
+        scaler, boot = started(s, SCALER, extra)
+        since = time.time()
+        said = slow_batch(s, SCALE_QUEUE, BACKLOG, BACKLOG_S)
+        events, now, alive = s.timeline.events(), time.time(), scaler.children()
+        children, ups = (
+            q.children(events, scaler.pid),
+            proc.scale_ups(events, scaler.pid, len(boot)),
+        )
+        s.show(proc.scale_table(ups, since), proc.children_table(children, since, now, alive))
+        s.expect(
+            f"the pool starts with {SCALE_MIN} child, the minimum",
+            len(boot) == SCALE_MIN,
+            f"{boot}",
+        )
+        s.expect(
+            "each scale-up came on a task message, while the worker held more tasks (received, "
+            "not finished) than it had processes",
+            bool(ups) and all(u.after.endswith(" received") and u.held > u.before for u in ups),
+            f"{[(u.held, u.before) for u in ups]}",
+        )
+        new = [c for c in children if c.pid not in boot]
+        waiting = {c.pid: q.held(events, scaler.pid, c.born, "task.prerun") for c in new}
+        s.expect(
+            "each new child was forked while received tasks were still waiting to start",
+            bool(new) and all(waiting.values()),
+            f"tasks waiting at each fork: {waiting}",
+        )
+        peak = max(
+            q.held(events, scaler.pid, e["ts"])
+            for e in q.select(events, event="task.received", pid=scaler.pid)
+        )
+        s.expect(
+            f"the pool grew to {SCALE_MAX} and no further ({SCALE_MAX} child.init in all, so "
+            f"never more than {SCALE_MAX} alive), though the worker held more tasks than that",
+            len(children) == SCALE_MIN + sum(u.grew for u in ups) == SCALE_MAX < peak,
+            f"children: {[c.pid for c in children]}, tasks held at most: {peak}",
+        )
+        ran = q.ran_by(events, said)
+        counts = Counter(ran.values())
+        s.expect(
+            f"{SCALE_MAX} processes for {BACKLOG} tasks: each child ran several, each task "
+            "in a child of this worker, as its own pid says",
+            all(said[t] == ran[t] for t in said)
+            and set(counts) == {c.pid for c in children}
+            and min(counts.values()) > 1,
+            f"{dict(counts)}",
+        )
+        s.expect(
+            f"after the backlog the {SCALE_MAX} children are still there: scaling down waits "
+            "30 s with no task received (keepalive)",
+            sorted(alive) == sorted(c.pid for c in children)
+            and not q.select(events, event="child.shutdown", ppid=scaler.pid),
+            f"OS now: {alive}",
+        )
+
+
 def story(s: Scenario) -> None:
-    for step in (step_1, step_2, step_3, step_4):
+    for step in (step_1, step_2, step_3, step_4, step_5):
         step(s)
 
 

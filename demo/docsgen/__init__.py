@@ -5,7 +5,8 @@ events a block shows (`select`), its rendering (`render_block`) and a page's (`r
 importable so that tests/e2e/test_docs_match_fresh_runs.py regenerates a block from its own
 run of the scenario.
 
-    blocks       find, parse and replace blocks; read claim citations and claims tables
+    blocks       find, parse and replace blocks; read claim citations, claims tables and
+                 the step each heading's section checks
     render       each KIND from a list of trace events, normalised
     annotations  the catalogue of "what it proves" sentences, en and fr
 """
@@ -17,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from demo import names
-from demo.docsgen.blocks import Block, replace_blocks
+from demo.docsgen.blocks import Block, Citation, replace_blocks, step_of_headings
 from demo.docsgen.render import (
     RENDERERS,
     Event,
@@ -39,7 +40,8 @@ _UPKEEP = (
 )
 _UPKEEP_COMMANDS = {"EVAL", "EVALSHA", "SADD", "ZADD", "ZRANGEBYSCORE", "SET", "GET", "DEL"}
 
-__all__ = ["DOCS", "ROOT", "SCENARIOS", "Event", "RenderError", "page_lang", "pages"]
+__all__ = ["DOCS", "ROOT", "SCENARIOS", "Event", "RenderError", "cited_step", "page_lang"]
+__all__ += ["pages"]
 __all__ += ["regenerate", "render_block", "scenario_script", "select", "task_id_for"]
 
 
@@ -52,6 +54,18 @@ def page_lang(page: Path, docs: Path = DOCS) -> str:
     """A page's language: fr under docs/fr/, else en (a block's lang= overrides it)."""
     parts = page.resolve().relative_to(docs.resolve()).parts
     return "fr" if parts[:1] == ("fr",) else "en"
+
+
+def cited_step(page: Path, citation: Citation) -> str:
+    """The scenario step that `citation`, a link on `page`, cites: the step its target
+    heading's section checks (blocks.step_of_headings), as the scenario names it, so that a
+    French link with a French title cites the same step as the English one. "" when the
+    target is not a step's heading of an existing page."""
+    path, _, fragment = citation.target.partition("#")
+    target = (page.parent / path).resolve()
+    if not target.is_file():
+        return ""
+    return step_of_headings(target.read_text(encoding="utf-8")).get(fragment, "")
 
 
 def scenario_script(number: str, scenarios: Path = SCENARIOS) -> Path:

@@ -17,7 +17,16 @@ import time
 from pathlib import Path
 
 from demo import names
-from demo.docsgen import DOCS, ROOT, Event, page_lang, pages, regenerate, scenario_script
+from demo.docsgen import (
+    DOCS,
+    ROOT,
+    Event,
+    cited_step,
+    page_lang,
+    pages,
+    regenerate,
+    scenario_script,
+)
 from demo.docsgen.blocks import BlockError, find_citations, scenarios_of
 from demo.docsgen.headless import run_headless
 
@@ -43,20 +52,23 @@ def run_scenario(number: str, workdir: Path) -> list[Event]:
 
 
 def check_citations(runs: dict[str, list[Event]]) -> list[str]:
-    """Problems with the citations of the scenarios run: a step they lack, or one that
-    checked nothing, or an expectation of it that did not hold."""
+    """Problems with the citations of the scenarios run: a link to no step's heading, a step
+    the run lacks or that checked nothing, or an expectation of it that did not hold."""
     problems = []
     for page in pages():
         for c in find_citations(page.read_text(encoding="utf-8")):
             if c.scenario not in runs:
                 continue
+            step = cited_step(page, c)
             checks = [
                 e
                 for e in runs[c.scenario]
-                if e.get("event") == names.EXPECTATION and e.get("step") == c.step
+                if e.get("event") == names.EXPECTATION and e.get("step") == step
             ]
             where = f"{page.relative_to(ROOT)}:{c.line}: {c.scenario} · {c.step}"
-            if not checks:
+            if not step:
+                problems.append(f"{where}: {c.target} is not a step's heading")
+            elif not checks:
                 problems.append(f"{where}: no such step checked anything in this run")
             elif not all(e["held"] for e in checks):
                 problems.append(f"{where}: an expectation of that step did not hold")

@@ -1,4 +1,5 @@
-"""Find, parse and replace the generated blocks of a docs page; read its claim citations.
+"""Find, parse and replace the generated blocks of a docs page; read its claim citations and
+which step each of its headings stands for.
 
 Pure text functions, no I/O. A block is
 
@@ -52,7 +53,7 @@ class Block:
 @dataclass(frozen=True)
 class Citation:
     scenario: str
-    step: str
+    step: str  # the link's text: the heading it points to, in that page's language
     target: str  # the link's target, e.g. "02_send_one_mail.md#3-a-worker-takes-it"
     line: int
 
@@ -181,9 +182,32 @@ def anchor(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
+_HEADING = re.compile(r"^(?P<level>#{1,6}) +(?P<title>.+?) *#*$", re.MULTILINE)
+
+
 def anchors(text: str) -> set[str]:
     """The anchors of a page's headings (duplicates would get -1, -2…: not needed here)."""
-    return {anchor(m[1]) for m in re.finditer(r"^#{1,6} +(.+?) *#*$", text, re.MULTILINE)}
+    return set(headings(text))
+
+
+def headings(text: str) -> dict[str, str]:
+    """A page's headings by anchor: anchor → the heading's text."""
+    return {anchor(m["title"]): m["title"] for m in _HEADING.finditer(text)}
+
+
+def step_of_headings(text: str) -> dict[str, str]:
+    """A walkthrough's `### N. Title` headings by anchor → the step their section checks: the
+    `step=` of its first expectations block, which names the step as the scenario does (and
+    as its run records it), whatever the page's language."""
+    found: dict[str, str] = {}
+    marks = list(_HEADING.finditer(text))
+    blocks = [b for b in find_blocks(text) if b.kind == "expectations" and b.step]
+    for m, after in zip(marks, [*marks[1:], None], strict=True):
+        end = after.start() if after is not None else len(text)
+        step = next((b.step for b in blocks if m.end() < b.start < end), None)
+        if m["level"] == "###" and step is not None:
+            found[anchor(m["title"])] = step
+    return found
 
 
 def scenarios_of(texts: Sequence[str]) -> list[str]:

@@ -136,7 +136,7 @@ def render_commands(events: Sequence[Event], norm: Normaliser, lang: str) -> str
         key = rest[2] if name in ("EVAL", "EVALSHA") and len(rest) > 2 else rest[0] if rest else ""
         text = " ".join([name, *rest])
         shown = text if len(text) <= 100 else text[:99] + "…"
-        why = annotate(str(e["role"]), name, key, lang) or norm.text(describe(args))
+        why = annotate(str(e["role"]), name, key, lang) or norm.text(describe(args, lang))
         rows.append((str(e["role"]), f"`{shown}`", why))
     return _table("commands", lang, rows)
 

@@ -1,6 +1,8 @@
 """What a Redis command means for Celery: its task id, its queue, a short human phrase.
 
 Pure functions, no I/O, over a command's arguments as strings (however they were captured).
+The phrases are English; `describe(args, "fr")` gives their French (demo.protocol.phrases_fr),
+for the French docs.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from dataclasses import dataclass, field
 from demo import names
 from demo.names import PRIORITY_SEP
 from demo.protocol.envelope import task_id_of_envelope
+from demo.protocol.phrases_fr import BRPOP_FR, FR
 
-__all__ = ["PRIORITY_SEP", "carried_envelopes", "describe", "queue_of", "short", "task_id_of"]
+__all__ = ["PRIORITY_SEP", "RULES", "carried_envelopes", "describe", "queue_of", "short"]
+__all__ += ["task_id_of"]
 
 _RESULT_PREFIX, _GROUP_PREFIX = re.escape(names.RESULT_PREFIX), re.escape(names.GROUP_PREFIX)
 _RESULT = rf"{_RESULT_PREFIX}(?P<id>.+)"
@@ -76,16 +80,22 @@ def queue_of(key: str) -> tuple[str, int | None]:
     return key, None
 
 
-def _brpop(args: Sequence[str]) -> str:
+_BRPOP_EN = (
+    ("wait for a message on queue {listed}", "wait for a message on queues {listed}"),
+    (" (and its priority sub-queues {p})", " (and their priority sub-queues {p})"),
+)
+
+
+def _brpop(args: Sequence[str], lang: str) -> str:
     """Phrase for BRPOP: group the sub-queues under the queue they belong to."""
     split = [queue_of(key) for key in args[1:-1]]  # the last argument is the timeout
     queues = list(dict.fromkeys(q for q, p in split if p is None))
     priorities = list(dict.fromkeys(p for _, p in split if p is not None))
-    listed = ", ".join(f"'{q}'" for q in queues)
-    noun, owner = ("queue", "its") if len(queues) == 1 else ("queues", "their")
-    phrase = f"wait for a message on {noun} {listed}"
+    (one, several), (its, their) = BRPOP_FR if lang == "fr" else _BRPOP_EN
+    plural = len(queues) != 1
+    phrase = (several if plural else one).format(listed=", ".join(f"'{q}'" for q in queues))
     if priorities:
-        phrase += f" (and {owner} priority sub-queues {', '.join(map(str, priorities))})"
+        phrase += (their if plural else its).format(p=", ".join(map(str, priorities)))
     return phrase
 
 
@@ -93,13 +103,14 @@ def _brpop(args: Sequence[str]) -> str:
 class _Rule:
     """commands: space-separated names ("*": any); key: regex the key must fully match.
 
-    phrase is a str.format template (fields: the regex groups, key, q = queue
-    of key, a = args) or a function of the args.
+    phrase is an English str.format template (fields: the regex groups, key, q = queue
+    of key, a = args), whose French is phrases_fr.FR[phrase], or a function of the args
+    and the language.
     """
 
     commands: str
     key: str
-    phrase: str | Callable[[Sequence[str]], str]
+    phrase: str | Callable[[Sequence[str], str], str]
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -117,9 +128,11 @@ _PIDBOX = rf"/\d+{re.escape(names.PIDBOX_SUFFIX)}"
 _REPLY = rf".+{re.escape(names.REPLY_SUFFIX)}(?:{re.escape(PRIORITY_SEP)}\d+)?"
 _UNACKED, _UNACKED_INDEX = re.escape(names.UNACKED), re.escape(names.UNACKED_INDEX)
 _MUTEX = re.escape(names.UNACKED_MUTEX)
+# Commands that only read a key: on a chord's keys, someone looking (the scenario, a tool).
+_READS = "GET MGET EXISTS TYPE TTL PTTL STRLEN SCARD SMEMBERS SISMEMBER ZCARD ZCOUNT ZRANGE"
 
 # First match wins, so specific keys come before the catch-all for a command.
-_RULES: tuple[_Rule, ...] = (
+RULES: tuple[_Rule, ...] = (
     _Rule("MULTI", ".*", "begin transaction"),
     _Rule("EXEC", ".*", "commit transaction"),
     _Rule("DISCARD", ".*", "abort transaction"),
@@ -141,7 +154,9 @@ _RULES: tuple[_Rule, ...] = (
     _Rule("GET MGET", _RESULT, "read result of task {id}"),
     _Rule("DEL", _RESULT, "forget result of task {id}"),
     _Rule("SET SETEX", _GROUP, "store result of group {id}"),
+    _Rule("PUBLISH", _GROUP, "announce result of group {id}"),
     _Rule("GET", _GROUP, "read result of group {id}"),
+    _Rule(_READS, _CHORD, "read chord state of group {id}"),
     _Rule("*", _CHORD, "update chord state of group {id}"),
     _Rule("PUBLISH", rf"/\d+{re.escape(names.TASK_MULTI_SUFFIX)}", "send batched task events"),
     _Rule("PUBLISH", rf"/\d+{re.escape(names.HEARTBEAT_SUFFIX)}", "send worker heartbeat"),
@@ -179,29 +194,32 @@ def key_of(args: Sequence[str]) -> str:
 @functools.lru_cache(maxsize=512)
 def _rules_for(command: str) -> tuple[_Rule, ...]:
     """The rules that may speak for this command, in order (the spy asks once per line)."""
-    return tuple(rule for rule in _RULES if rule.covers(command))
+    return tuple(rule for rule in RULES if rule.covers(command))
 
 
-def _apply(rule: _Rule, args: Sequence[str], key: str) -> str | None:
+def _apply(rule: _Rule, args: Sequence[str], key: str, lang: str) -> str | None:
     """The rule's phrase for this command's key, or None when the rule does not apply."""
     m = rule.pattern.fullmatch(key)
     if m is None:
         return None
     if callable(rule.phrase):
-        return rule.phrase(args)
+        return rule.phrase(args, lang)
+    template = FR.get(rule.phrase, rule.phrase) if lang == "fr" else rule.phrase
     try:
-        return rule.phrase.format(**m.groupdict(), key=key, q=queue_of(key)[0], a=args)
+        return template.format(**m.groupdict(), key=key, q=queue_of(key)[0], a=args)
     except (IndexError, KeyError):
         return None  # too few arguments for this template: let a later rule speak
 
 
-def describe(args: Sequence[str]) -> str:
-    """One short phrase for what the command does in Celery terms. Never raises."""
+def describe(args: Sequence[str], lang: str = "en") -> str:
+    """One short phrase for what the command does in Celery terms, in English or, with
+    lang="fr", in French. Never raises. A command no rule knows is its name and key, in
+    either language."""
     if not args:
         return ""
     command, key = args[0].upper(), key_of(args)
     for rule in _rules_for(command):
-        phrase = _apply(rule, args, key)
+        phrase = _apply(rule, args, key, lang)
         if phrase is not None:
             return phrase
     return f"{command} {_quote(key)}" if key else command

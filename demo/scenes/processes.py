@@ -1,13 +1,16 @@
 """Narration for the scenarios about the worker's processes (01, 05): tables of its pool
-children over time, of which child ran which task, and of the pids each source reports.
+children over time, of which child ran which task, of the pids each source reports, and of
+the autoscaler's decisions.
 
 The children, the tasks they ran and when they were forked and left come from the one query
-layer (demo.trace.query.children, ran_by); this module only draws them.
+layer (demo.trace.query.children, ran_by, held); this module only draws them.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from rich.table import Table
 from rich.text import Text
@@ -89,4 +92,51 @@ def pids_table(views: Mapping[str, Iterable[int]], title: str) -> Table:
     table.add_column("pids")
     for who, pids in views.items():
         table.add_row(who, ", ".join(map(str, sorted(pids))))
+    return table
+
+
+# celery/worker/autoscale.py `Autoscaler._grow` logs this at INFO before billiard's Pool.grow.
+_SCALING_UP = re.compile(r"Scaling up (?P<n>\d+) processes\.")
+
+
+@dataclass(frozen=True)
+class ScaleUp:
+    """One `Scaling up N processes.` of a worker's autoscaler, with what the trace says of
+    that moment."""
+
+    ts: float
+    grew: int  # the N of the log line
+    before: int  # the pool's processes before it: the boot children plus earlier growth
+    held: int  # tasks received and not finished then (demo.trace.query.held)
+    after: str  # the MainProcess's log line just before it
+
+
+def scale_ups(events: Sequence[TraceEvent], worker_pid: int, boot: int) -> list[ScaleUp]:
+    """Each scale-up the worker logged, in order, starting from `boot` processes."""
+    found, procs, previous = [], boot, ""
+    for e in query.select(events, event=names.LOG, pid=worker_pid):
+        message = str(e.get("message", ""))
+        m = _SCALING_UP.fullmatch(message)
+        if m is not None:
+            held = query.held(events, worker_pid, e["ts"])
+            found.append(ScaleUp(e["ts"], int(m["n"]), procs, held, previous))
+            procs += int(m["n"])
+        previous = message
+    return found
+
+
+def scale_table(ups: Sequence[ScaleUp], t0: float) -> Table:
+    """One row per scale-up: when, after which log line, tasks held against processes."""
+    table = Table(title="the autoscaler's decisions", title_justify="left")
+    for column in ("at", "just after", "tasks held", "processes", "log line"):
+        table.add_column(column, no_wrap=True)
+    for up in ups:
+        after = re.sub(r"\[[0-9a-f-]{36}\]", "[…]", up.after)
+        table.add_row(
+            f"{(up.ts - t0) * 1000:+.0f} ms",
+            after,
+            str(up.held),
+            f"{up.before} → {up.before + up.grew}",
+            f"Scaling up {up.grew} processes.",
+        )
     return table

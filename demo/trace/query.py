@@ -4,7 +4,8 @@ Every scene, the trace CLI, the docs generator and the tests ask through this mo
 way Celery's `celery/events/state.py` is the one model over its event stream: which events
 match some criteria (`where`, `select`, `first`), what a task's life looked like (`life`),
 what a result write stored (`result_writes`), which pool children a worker had and what each
-ran (`children`, `ran_by`). Pure functions of events: no I/O, no waiting (the timeline waits).
+ran (`children`, `ran_by`), how many tasks a worker held at a given moment (`held`). Pure
+functions of events: no I/O, no waiting (the timeline waits).
 """
 
 from __future__ import annotations
@@ -307,3 +308,19 @@ def task_logs(events: Iterable[TraceEvent], task_id: str) -> list[TraceEvent]:
         for e in select(events, event=names.LOG)
         if e.get("task_id") == task_id or task_id in e.get("message", "")
     ]
+
+
+def held(
+    events: Iterable[TraceEvent], worker_pid: int, ts: float, hop: str = "task.postrun"
+) -> int:
+    """Tasks `worker_pid` had received by `ts` for which none of its children had sent `hop`
+    by then. With task.postrun (finished): at most as many as Celery's
+    `state.reserved_requests` held, which drops a task only once the MainProcess has read its
+    child's READY. With task.prerun: the tasks still waiting for a child."""
+    received = done = 0
+    for e in events:
+        if e["ts"] <= ts and e["event"] == "task.received" and e["pid"] == worker_pid:
+            received += 1
+        elif e["ts"] <= ts and e["event"] == hop and e.get("ppid") == worker_pid:
+            done += 1
+    return received - done

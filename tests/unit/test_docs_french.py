@@ -4,8 +4,11 @@ The naming rule (docs/fr/README.md says it too): a walkthrough `docs/NN_<english
 French page `docs/fr/NN_<french>.md`, same two-digit number, a French name; every other page
 keeps its name (`docs/architecture.md` → `docs/fr/architecture.md`). The blocks of a pair are
 filled by `python -m demo.docsgen` from the same run, so they may differ only where the
-generator writes in the page's language: the header and the last column of a table. Pure
-tests: no scenario runs (tests/test_docs.py checks the blocks against a fresh run).
+generator writes in the page's language: the header and the last column of a table. And there
+they must differ: a row whose sentence reads the same in both is English left in the French
+page. (Logs, diagrams and expectations are the same in both: they are what the terminal shows.)
+Pure tests: no scenario runs (tests/e2e/test_docs_match_fresh_runs.py checks the blocks against
+a fresh run).
 """
 
 from __future__ import annotations
@@ -51,14 +54,31 @@ def _identity(block: Block) -> tuple[object, ...]:
     return (block.kind, block.scenario, block.task, block.nth, block.step)
 
 
+def _split(block: Block, row: str) -> tuple[str, str]:
+    """A row as (what it is, in no language; its words in the page's language, "" if none)."""
+    if block.kind not in _TABLES:
+        return row, ""  # logs, mermaid and expectations are rendered the same in both
+    cells = re.split(r"(?<!\\)\|", row.strip("|"))
+    # The header and the separator have no code span; every row of a table has one.
+    if len(cells) != 3 or "`" not in cells[1]:
+        return "", ""
+    command = cells[1].strip().strip("`").split(" ")[0]
+    return "|".join(cells[:2]).strip(), _words(cells[2].strip(), command)
+
+
+def _words(text: str, command: str) -> str:
+    """`text`, or "" when it says nothing in any language: describe's fallback for a command
+    no rule knows is the command itself (`TIME`, `WATCH "unacked"`)."""
+    return "" if text == command or text.startswith(f'{command} "') else text
+
+
 def _language_free(block: Block) -> frozenset[str]:
     """A block's rows without what the generator words in the page's language."""
-    rows = content_rows(block.content)
-    if block.kind not in _TABLES:
-        return rows  # logs, mermaid and expectations are rendered the same in both
-    cells = (re.split(r"(?<!\\)\|", row.strip("|")) for row in rows)
-    # The header and the separator have no code span; every row of a table has one.
-    return frozenset("|".join(c[:2]).strip() for c in cells if len(c) == 3 and "`" in c[1])
+    return frozenset(key for key, _ in (_split(block, row) for row in _lines(block)) if key)
+
+
+def _lines(block: Block) -> list[str]:
+    return [line.strip() for line in block.content.splitlines() if line.strip()]
 
 
 @pytest.mark.parametrize("page", _pairs())
@@ -91,6 +111,23 @@ def test_the_french_page_has_the_same_blocks(page: Path) -> None:
             f"{where}: rows differ in more than their language: "
             f"run `python -m demo.docsgen {e.scenario}`"
         )
+
+
+@pytest.mark.parametrize("page", _pairs())
+def test_the_french_tables_are_worded_in_french(page: Path) -> None:
+    """Each sentence the generator words in a table (what a command proves or describes,
+    what a hop means) reads differently on the French page than on the English one, row for
+    row (both come from the same run, in the same order)."""
+    french = counterpart(page)
+    en, fr = find_blocks(page.read_text("utf-8")), find_blocks(french.read_text("utf-8"))
+    for e, f in zip(en, fr, strict=True):
+        for en_row, fr_row in zip(_lines(e), _lines(f), strict=False):
+            (en_key, en_words), (fr_key, fr_words) = _split(e, en_row), _split(f, fr_row)
+            assert not (en_key == fr_key and en_words and fr_words == en_words), (
+                f"{french.name}:{f.line} ({f.kind}): {fr_row!r} is the English row: give the "
+                "generator its French (demo/protocol/phrases_fr.py, "
+                "demo/docsgen/annotations.py)"
+            )
 
 
 @pytest.mark.parametrize("page", _pairs())

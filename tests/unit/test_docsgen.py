@@ -17,7 +17,9 @@ from demo.docsgen.blocks import (
     BlockError,
     anchor,
     find_blocks,
+    headings,
     replace_blocks,
+    step_of_headings,
 )
 from demo.docsgen.render import Normaliser
 from envoi_mails.xray.hops import HOPS
@@ -180,6 +182,38 @@ def test_anchor_is_githubs_heading_slug() -> None:
     assert anchor("4. Le mail arrive ; le client obtient le résultat") == (
         "4-le-mail-arrive--le-client-obtient-le-résultat"
     )
+
+
+FRENCH_PAGE = """# 05 · Réutilisation
+
+## Le mécanisme
+
+### 1. Un worker avec deux enfants
+
+<!-- xray:begin expectations scenario=05 step="1. A worker with two children" -->
+<!-- xray:end -->
+
+### 4. Les enfants au fil du temps
+
+<!-- xray:begin logs scenario=05 step="3. A worker that retires children after 3 tasks" -->
+<!-- xray:end -->
+<!-- xray:begin expectations scenario=05 step="4. The children over time" -->
+<!-- xray:end -->
+
+### 6. Une section sans attentes
+
+## Les affirmations
+"""
+
+
+def test_a_steps_heading_leads_to_the_step_its_expectations_block_names() -> None:
+    assert headings(FRENCH_PAGE)["1-un-worker-avec-deux-enfants"] == (
+        "1. Un worker avec deux enfants"
+    )
+    assert step_of_headings(FRENCH_PAGE) == {
+        "1-un-worker-avec-deux-enfants": "1. A worker with two children",
+        "4-les-enfants-au-fil-du-temps": "4. The children over time",  # not the logs' step 3
+    }
 
 
 def test_a_get_that_may_find_its_result_cached_shows_no_read_rows() -> None:

@@ -3,14 +3,18 @@ command means in Celery's protocol, which task it serves, how it is shown in one
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from demo.protocol.commands import (
+    RULES,
     describe,
     queue_of,
     short,
     task_id_of,
 )
+from demo.protocol.phrases_fr import FR
 from demo.spy.monitor_line import MonitorLine
 from monitor_capture import TAG, TASK_ID, first, read_capture
 
@@ -42,6 +46,8 @@ def test_task_id_reads_group_and_chord_keys_without_suffix() -> None:
     assert task_id_of(["INCR", "chord-unlock-g2"]) == "g2"
     assert describe(["INCR", "celery-taskset-meta-g1.t"]) == "update chord state of group g1"
     assert describe(["GET", "celery-taskset-meta-g1"]) == "read result of group g1"
+    assert describe(["TTL", "celery-taskset-meta-g1.j"]) == "read chord state of group g1"
+    assert describe(["PUBLISH", "celery-taskset-meta-g1", "{}"]) == "announce result of group g1"
 
 
 @pytest.mark.parametrize(
@@ -112,6 +118,26 @@ def test_describe_lists_every_queue_a_worker_waits_on() -> None:
     assert (
         describe(args) == "wait for a message on queues 'a', 'b' (and their priority sub-queues 3)"
     )
+
+
+def test_every_phrase_has_its_french_and_the_catalogue_nothing_more() -> None:
+    english = {rule.phrase for rule in RULES if isinstance(rule.phrase, str)}
+    assert sorted(english - FR.keys()) == [], "phrases without French in phrases_fr.FR"
+    assert sorted(FR.keys() - english) == [], "French of phrases no rule has any more"
+    for en, fr in FR.items():  # the same fields, or .format would drop or miss one
+        assert sorted(re.findall(r"{[^}]*}", fr)) == sorted(re.findall(r"{[^}]*}", en)), en
+
+
+def test_describe_in_french_fills_the_same_fields() -> None:
+    setex = ["SETEX", "celery-task-meta-t1", "86400", "{}"]
+    assert describe(setex, "fr") == "stocke le résultat de la tâche t1 (expire dans 86400 s)"
+    brpop = ["BRPOP", "celery", "celery\x06\x163", "1"]
+    assert describe(brpop, "fr") == (
+        "attend un message sur la file 'celery' (et ses sous-files de priorité 3)"
+    )
+    args = ["BRPOP", "a", "a\x06\x163", "b", "b\x06\x163", "1"]
+    assert describe(args, "fr").startswith("attend un message sur les files 'a', 'b' (et leurs")
+    assert describe(["TIME"], "fr") == "TIME"  # no rule: the command itself, in any language
 
 
 def test_describe_does_not_raise_when_a_template_lacks_arguments() -> None:

@@ -97,6 +97,20 @@ def test_children_and_who_ran_what(events: list[TraceEvent]) -> None:
     assert q.roles(events)[MAIN] == names.WORKER_MAIN
 
 
+def test_held_counts_received_tasks_not_yet_started_or_finished(
+    events: list[TraceEvent],
+) -> None:
+    mail, add = (q.life(events, tid) for tid in (MAIL, ADD))
+    received, prerun = mail.at("task.received") or 0, mail.at("task.prerun") or 0
+    assert q.held(events, MAIN, received - 1e-6) == 0
+    assert q.held(events, MAIN, received) == 1  # received: held, waiting for a child
+    assert q.held(events, MAIN, received, "task.prerun") == 1
+    assert q.held(events, MAIN, prerun, "task.prerun") == 0  # started, still held
+    assert q.held(events, MAIN, prerun) == 1
+    assert q.held(events, MAIN, add.at("task.postrun") or 0) == 0
+    assert q.held(events, CHILD, events[-1]["ts"]) == 0  # a child receives nothing
+
+
 def test_at_puts_a_missing_event_after_everything() -> None:
     assert at(None) == float("inf")
 
