@@ -12,7 +12,7 @@ from typing import ClassVar
 from demo.errors import KitError
 from demo.stack.procs import Part, process_family, stop_process, tail, wait_until
 
-PING_TIMEOUT_S = 0.5  # per readiness ping: the start deadline bounds the whole wait
+PING_TIMEOUT_S = 0.2  # per readiness ping: the start deadline bounds the whole wait
 
 
 @dataclass
