@@ -11,6 +11,7 @@ from typing import Final
 
 from envoi_mails.xray.emitter import CLIENT_NAME as EMITTER_CLIENT_NAME
 from envoi_mails.xray.hops import BEAT, CLIENT, FLOWER, POOL_CHILD, ROLES, SPY, WORKER_MAIN
+from envoi_mails.xray.stream import OFFSET_KEY as TRACE_OFFSET_KEY
 from envoi_mails.xray.stream import STREAM as TRACE_STREAM
 from envoi_mails.xray.stream import STREAM_MAXLEN as TRACE_STREAM_MAXLEN
 
@@ -22,6 +23,7 @@ __all__ = [
     "POOL_CHILD",
     "ROLES",
     "SPY",
+    "TRACE_OFFSET_KEY",
     "TRACE_STREAM",
     "TRACE_STREAM_MAXLEN",
     "WORKER_MAIN",

@@ -31,7 +31,10 @@ MAX_LINE = 64 * 1024 * 1024  # a longer MONITOR line is dropped rather than buff
 SPY_NAME = f"{names.SPY_CLIENT_NAME}-monitor"
 START_DEADLINE_S = 5.0
 STOP_DEADLINE_S = 2.0
+# The kit's own trace batches: a script's XADD, and the EVALSHA that runs it (stream.py).
 _OWN_STREAM = f'] "XADD" "{TRACE_STREAM}"'.encode()
+_OWN_APPEND = f'" "2" "{TRACE_STREAM}" "{names.TRACE_OFFSET_KEY}"'.encode()
+_OWN_KEYS = (TRACE_STREAM, names.TRACE_OFFSET_KEY)
 _POLL_S = 0.2  # how often the reader thread looks at the stop flag while Redis is quiet
 
 Event = dict[str, Any]
@@ -207,6 +210,8 @@ class Spy:
         # are dropped before the parse. The header ("+<ts> [<db> <addr>] ") is < 80 bytes.
         if raw.find(_OWN_STREAM, 0, 80 + len(_OWN_STREAM)) >= 0:
             return
+        if raw.find(_OWN_APPEND, 0, 140 + len(_OWN_APPEND)) >= 0:  # after "EVALSHA" "<sha>"
+            return
         # MONITOR escapes every non-printable byte, so the line is ASCII: latin-1 never fails.
         text = raw.decode("latin-1")
         line = parse_monitor_line(text[1:]) if text.startswith("+") else None
@@ -238,7 +243,7 @@ class Spy:
         sender = self._lua.sender_for(line.db) if line.from_lua else self.attributor.who(line.addr)
         self._lua.observe(line, sender)
         task_id = self._tags.task_id(line.args)
-        if sender.role == names.KIT or (len(line.args) > 1 and line.args[1] == TRACE_STREAM):
+        if sender.role == names.KIT or (len(line.args) > 1 and line.args[1] in _OWN_KEYS):
             return None
         return self._build(line, sender, task_id)
 

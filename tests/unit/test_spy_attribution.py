@@ -164,3 +164,21 @@ def test_a_socket_held_by_a_parent_and_its_forked_child_belongs_to_the_parent() 
         ("127.0.0.1", 5001): 4100,
         ("127.0.0.1", 5002): 4104,
     }
+
+
+def test_the_kits_own_trace_appends_are_dropped_before_any_parse() -> None:
+    """The emitter's EVALSHA carries a whole flush (tens of KB): MONITOR's reader must not parse
+    it, nor show the script's XADD, GET and SET on the kit's keys."""
+    watcher = spy.Spy("redis://127.0.0.1:1/0")  # no connection: only its line handling runs
+    sha = "a" * 40
+    batch = '{\\"g\\": []}' * 1000
+    lines = [
+        f'+1.0 [0 127.0.0.1:5000] "EVALSHA" "{sha}" "2" "xray:trace" "xray:trace:offset" '
+        f'"33554432" "100000" "g" "{batch}"',
+        f'+1.0 [0 lua] "GET" "{stream.OFFSET_KEY}"',
+        f'+1.0 [0 lua] "XADD" "xray:trace" "MAXLEN" "~" "100000" "5-0" "g" "{batch}"',
+        f'+1.0 [0 lua] "SET" "{stream.OFFSET_KEY}" "5"',
+    ]
+    for line in lines:
+        watcher._handle(line.encode())
+    assert watcher.skipped == 0 and not watcher.events()
