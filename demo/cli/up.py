@@ -67,13 +67,9 @@ def _up(config: KitConfig, concurrency: int | None, flower: bool, options: Live)
     failure: KitError | None = None
     try:
         with stack:
-            # Side by side: each spends a second or two importing Celery, on its own core.
-            worker = stack.start_worker(extra=extra, wait=False)
+            stack.start_worker(extra=extra)
             if flower:
-                stack.start_flower(password=new_password(), wait=False)  # one per run (0600)
-            worker.wait_ready()
-            if stack.flower is not None:
-                stack.flower.wait_ready()
+                stack.start_flower(password=new_password())  # one per run, in the 0600 state
             live = start_live(
                 stack.broker_url,
                 mode=terminal_mode(quiet=options.quiet, logs_only=options.logs_only),

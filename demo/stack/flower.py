@@ -56,10 +56,6 @@ class Flower(Part):
         return f"Basic {token}"
 
     def start(self, deadline_s: float = 30.0) -> Flower:
-        return self.launch().wait_ready(deadline_s)
-
-    def launch(self) -> Flower:
-        """Start the process and return at once (wait_ready waits for it)."""
         self.log.parent.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith(FLOWER_AUTH_VARIABLES)}
         env.update(self.env)
@@ -69,10 +65,6 @@ class Flower(Part):
             env["FLOWER_BASIC_AUTH"] = f"{USER}:{self.password}"
         argv = [sys.executable, "-m", "celery", "-A", "envoi_mails", "flower"]
         self._spawn([*argv, "--address=127.0.0.1", f"--port={self.port}"], log=self.log, env=env)
-        return self
-
-    def wait_ready(self, deadline_s: float = 30.0) -> Flower:
-        """Until Flower's /healthcheck answers."""
         wait_until(self._healthy, deadline_s, f"Flower on {self.url}", self.proc, self.log)
         return self
 

@@ -84,26 +84,22 @@ class Stack:
         name: str = "celery",
         extra: list[str] | None = None,
         env: dict[str, str] | None = None,
-        *,
-        wait: bool = True,
     ) -> Worker:
-        """The worker, ready; with wait=False only launched (its wait_ready() waits)."""
         log = self.run_dir / f"worker-{name}.log"
         worker = Worker({**self.env, **(env or {})}, log, name, extra or [])
         self.workers.append(worker)  # before start: stop() must reap a half-started one
-        return worker.start() if wait else worker.launch()
+        return worker.start()
 
     def start_beat(self, name: str = "beat", env: dict[str, str] | None = None) -> Beat:
         beat = Beat({**self.env, **(env or {})}, self.run_dir / f"{name}.log", name)
         self.beats.append(beat)  # before start: stop() must reap a half-started one
         return beat.start()
 
-    def start_flower(self, password: str | None = None, *, wait: bool = True) -> Flower:
-        """Flower; with `password`, only for who knows it (see flower.py). With wait=False
-        only launched (its wait_ready() waits)."""
+    def start_flower(self, password: str | None = None) -> Flower:
+        """Flower; with `password`, only for who knows it (see flower.py)."""
         port = self.config.flower_port if port_is_free(self.config.flower_port) else free_port()
         self.flower = Flower(self.env, port, self.run_dir / "flower.log", password)
-        return self.flower.start() if wait else self.flower.launch()
+        return self.flower.start()
 
     def mails(self) -> list[Mail]:
         return self.smtp.mails() if self.smtp else []

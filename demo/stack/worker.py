@@ -50,17 +50,9 @@ class Worker(Part):
         ]
 
     def start(self, deadline_s: float = 30.0) -> Worker:
-        return self.launch().wait_ready(deadline_s)
-
-    def launch(self) -> Worker:
-        """Start the process and return at once (wait_ready waits for it)."""
         self.log.parent.mkdir(parents=True, exist_ok=True)
         argv = [*self.launcher, sys.executable, "-m", *self.command]
         self._spawn(argv, log=self.log, env={**os.environ, **self.env})
-        return self
-
-    def wait_ready(self, deadline_s: float = 30.0) -> Worker:
-        """Until the worker answers a ping; a worker that never does is stopped."""
         try:
             wait_until(
                 self._answers_ping, deadline_s, f"worker {self.nodename}", self.proc, self.log
