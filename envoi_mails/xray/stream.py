@@ -31,7 +31,8 @@ STREAM = "xray:trace"
 OFFSET_KEY = "xray:trace:offset"  # the end offset of the newest entry (payload bytes ever added)
 MAX_BYTES = 32 * 2**20  # payload kept: the newest entries, up to one entry more than this
 ENTRY_MAX_BYTES = 2**20  # an entry's JSON, at most: a larger flush goes as several entries
-STREAM_MAXLEN = 100_000  # entries, at most (approximately: MAXLEN ~ trims whole nodes)
+STREAM_MAXLEN = 10_000  # entries (approximately: MAXLEN ~ trims whole nodes): what readers of the
+# whole history (`demo trace`, the live views) read when events are small
 STREAM_MAX_MB = 48  # in Redis memory: 1.38 times the payload at worst (measured), and a margin
 FILL = 0.8  # of an entry, aimed at when a batch is sliced: events differ in size
 VALUE_MAX_CHARS = 500  # a string longer than this is cut, in an event too large alone
