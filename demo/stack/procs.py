@@ -36,6 +36,13 @@ class Part:
             return None
         return exit_cause(self.proc.returncode)
 
+    def ask_to_stop(self) -> None:
+        """SIGTERM, without waiting for the end: `stop()` waits (and SIGKILLs if it must).
+        Parts that can stop side by side get it first (Stack.stop)."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGTERM)
+
     def _spawn(
         self, argv: list[str], *, log: Path | None = None, env: Mapping[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
