@@ -14,12 +14,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import psutil
 
+from demo.errors import KitError
 from demo.stack.procs import free_port
+from demo.trace.wait import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_UP = [sys.executable, "-m", "demo", "up", "-c", "1"]
@@ -27,6 +31,9 @@ RUN_DEMO = [sys.executable, str(ROOT / "run"), "demo", "-c", "1"]
 # What the test session's own stack exports: a launched kit must start its own parts.
 SESSION_VARIABLES = ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "SMTP_HOST", "SMTP_PORT")
 STOP_DEADLINE_S = 60.0  # the kit's stop: worker warm shutdown, then Flower, SMTP, Redis
+READ_TAIL_S = 2.0  # for the reader thread to reach the end of an exited kit's output
+POLL_S = 0.02
+T = TypeVar("T")
 
 
 def kit_env(state_dir: Path, **extra: str) -> dict[str, str]:
@@ -43,6 +50,7 @@ class Launched:
     proc: subprocess.Popen[str]
     lines: list[str] = field(default_factory=list)
     seen: dict[int, psutil.Process] = field(default_factory=dict)
+    read_all: threading.Event = field(default_factory=threading.Event)  # the output's end
 
     @property
     def output(self) -> str:
@@ -59,39 +67,38 @@ class Launched:
 
     def wait_for(self, marker: str, deadline_s: float) -> str:
         """The output up to the first line holding `marker`; AssertionError at the deadline."""
-        end = time.monotonic() + deadline_s
-        while time.monotonic() < end:
+
+        def printed() -> str | None:
             self.family()
             if marker in self.output:
                 return self.output
-            if self.proc.poll() is not None and marker not in self.output:
-                time.sleep(0.2)  # the reader thread's last lines
+            if self.proc.poll() is not None:
+                self.read_all.wait(READ_TAIL_S)  # the reader thread's last lines
                 if marker in self.output:
                     return self.output
                 raise AssertionError(f"exited {self.proc.returncode} before {marker!r}: {self}")
-            time.sleep(0.05)
-        raise AssertionError(f"{marker!r} not printed within {deadline_s} s: {self}")
+            return None
+
+        return _within(printed, deadline_s, f"{marker!r} printed", self)
 
     def wait_for_process(self, marker: str, deadline_s: float) -> psutil.Process:
         """The first process of the kit whose command line contains `marker`."""
-        end = time.monotonic() + deadline_s
-        while time.monotonic() < end:
+
+        def started() -> psutil.Process | None:
             for proc in self.family():
                 try:
                     if marker in " ".join(proc.cmdline()):
                         return proc
                 except psutil.Error:
                     continue
-            time.sleep(0.02)
-        raise AssertionError(f"no process {marker!r} within {deadline_s} s: {self}")
+            return None
 
-    def ctrl_c(self, times: int = 1, gap_s: float = 0.3) -> None:
-        """Ctrl-C in the terminal: SIGINT to the foreground process group, `times` times."""
-        for index in range(times):
-            if index:
-                time.sleep(gap_s)
-            self.family()
-            os.killpg(self.proc.pid, signal.SIGINT)
+        return _within(started, deadline_s, f"a process {marker!r}", self)
+
+    def ctrl_c(self) -> None:
+        """Ctrl-C in the terminal: SIGINT to the foreground process group."""
+        self.family()
+        os.killpg(self.proc.pid, signal.SIGINT)
 
     def ctrl_c_until_it_exits(self, gap_s: float, deadline_s: float = STOP_DEADLINE_S) -> int:
         """An impatient user: Ctrl-C, and again every `gap_s` until the kit has exited, so
@@ -157,6 +164,7 @@ def launch(argv: list[str], env: dict[str, str], cwd: Path = ROOT) -> Launched:
         assert proc.stdout is not None
         for line in proc.stdout:
             launched.lines.append(line)
+        launched.read_all.set()
 
     threading.Thread(target=read, daemon=True).start()
     return launched
@@ -165,19 +173,18 @@ def launch(argv: list[str], env: dict[str, str], cwd: Path = ROOT) -> Launched:
 def redis_folder(proc: psutil.Process, deadline_s: float = 10.0) -> Path:
     """The folder a redis-server works in: its --dir, where it chdir()s while reading its
     options; then it rewrites its command line, so the option is no longer there to read."""
-    end = time.monotonic() + deadline_s
-    while "--dir" in proc.cmdline():
-        if time.monotonic() > end:
-            raise AssertionError(f"redis-server {proc.pid} still starting after {deadline_s} s")
-        time.sleep(0.02)
+    _within(lambda: "--dir" not in proc.cmdline(), deadline_s, f"redis-server {proc.pid} started")
     return Path(proc.cwd())
 
 
 def wait_for_children(proc: psutil.Process, deadline_s: float) -> list[psutil.Process]:
     """A worker's pool: its MainProcess's children, once it has forked them."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if kids := proc.children():
-            return kids
-        time.sleep(0.05)
-    raise AssertionError(f"process {proc.pid} forked no child within {deadline_s} s")
+    return _within(proc.children, deadline_s, f"a child forked by process {proc.pid}")
+
+
+def _within(probe: Callable[[], T | None], deadline_s: float, what: str, kit: object = "") -> T:
+    """wait_until (the kit's one poll), failing as a test assertion that shows the kit."""
+    try:
+        return wait_until(probe, timeout=deadline_s, what=what, poll_s=POLL_S)
+    except KitError as exc:
+        raise AssertionError(f"{exc}: {kit}") from None

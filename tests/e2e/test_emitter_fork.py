@@ -9,6 +9,7 @@ import time
 import redis
 
 from demo.stack.stack import Stack
+from demo.trace.wait import wait_until
 from envoi_mails.xray import wire
 from envoi_mails.xray.emitter import Emitter
 from envoi_mails.xray.stream import STREAM
@@ -34,16 +35,24 @@ def test_children_forked_while_the_parent_flushes_can_emit_and_exit(stack: Stack
                 emitter.flush()
                 os._exit(0)
             children.append(pid)
-            time.sleep(0.005)
-        deadline = time.monotonic() + 20
-        while children and time.monotonic() < deadline:
+            # Pacing, not waiting: 100 forks spread over several of the parent's flushes.
+            stop.wait(0.005)
+
+        def all_reaped() -> bool:
             for pid in list(children):
                 done, status = os.waitpid(pid, os.WNOHANG)
                 if done:
                     assert os.waitstatus_to_exitcode(status) == 0
                     children.remove(pid)
-            time.sleep(0.01)
-        assert children == [], f"{len(children)} forked children hung"
+            return not children
+
+        wait_until(
+            all_reaped,
+            timeout=20,
+            what="every forked child's exit",
+            poll_s=0.01,
+            progress=lambda: f"{len(children)} forked children hung",
+        )
     finally:
         stop.set()
         for pid in children:

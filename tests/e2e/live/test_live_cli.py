@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 from demo.stack.procs import free_port
 from demo.stack.stack import Stack
+from demo.trace.wait import wait_until
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "trace_send_one_mail.jsonl"
 MAIL = "ab28f8df-c94b-4fcd-a034-427fbbae1376"
@@ -19,15 +19,14 @@ UP_S = 30
 
 
 def _page(url: str) -> str:
-    end = time.monotonic() + UP_S
-    while True:
+    def served() -> str | None:
         try:
             with urllib.request.urlopen(url, timeout=2) as reply:
                 return str(reply.read().decode())
         except OSError:
-            if time.monotonic() > end:
-                raise
-            time.sleep(0.2)
+            return None
+
+    return wait_until(served, timeout=UP_S, what=f"the page {url}", poll_s=0.2)
 
 
 def _serve(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], int]:

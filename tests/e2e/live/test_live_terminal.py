@@ -14,7 +14,9 @@ import threading
 import time
 from pathlib import Path
 
+from demo.errors import KitError
 from demo.stack.procs import free_port
+from demo.trace.wait import wait_until
 
 WITHIN_S = 1.0  # the bar: from the task being done to both lines on screen
 BANNER_S = 90
@@ -47,13 +49,12 @@ class Reader(threading.Thread):
 
 
 def _wait(reader: Reader, pattern: str, timeout: float) -> float:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        found = reader.arrival(pattern)
-        if found is not None:
-            return found
-        time.sleep(0.02)
-    raise AssertionError(f"{pattern!r} not printed within {timeout} s:\n{reader.text()[-2000:]}")
+    try:
+        return wait_until(
+            lambda: reader.arrival(pattern), timeout=timeout, what=repr(pattern), poll_s=0.02
+        )
+    except KitError as exc:
+        raise AssertionError(f"{exc}:\n{reader.text()[-2000:]}") from None
 
 
 def test_the_tutorials_received_and_succeeded_lines_appear_within_a_second(
