@@ -68,12 +68,7 @@ def encode(batch: Sequence[Record]) -> bytes:
     if shared:
         document[SHARED] = shared
     # Any other object a caller left in a field (an exception, a UUID) goes as its str().
-    return orjson.dumps(document, default=_default)
-
-
-def _default(value: Any) -> Any:
-    fields = getattr(value, "fields", None)
-    return fields() if callable(fields) else str(value)
+    return orjson.dumps(document, default=str)
 
 
 def decode(fields: Mapping[Any, Any]) -> list[Event] | None:
