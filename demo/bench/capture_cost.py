@@ -66,11 +66,8 @@ def _pack_us(packer: Any, count: int, repeat: int) -> float:
 
 def _encode_us(peer: commands.Peer, count: int) -> float:
     """CPU µs per command that the emitter's flush spends encoding them."""
-    me = process.identity()
-    batch: list[wire.Record] = [
-        (me, 0.0, commands.EVENT, commands.Command(peer, SAMPLE[i % len(SAMPLE)], None))
-        for i in range(count)
-    ]
+    batch: list[wire.Item] = [process.identity()]
+    batch += [(0.0, commands.EVENT, SAMPLE[i % len(SAMPLE)], peer.conn, None) for i in range(count)]
     started = time.process_time()
     wire.encode(batch)
     return (time.process_time() - started) * 1e6 / count

@@ -13,7 +13,8 @@ connection arguments and pass no such option through, so the packer is wrapped w
 constructs it (`_construct_command_packer`), once per connection.
 
 The hot path only appends a tuple to the emitter's buffer (about half a microsecond): the
-arguments are turned into capped strings later, in the emitter's thread (`Command.fields`).
+arguments go as redis-py got them, and become text when the batch is encoded, in the
+emitter's thread (wire.py); only a long command has its large values cut on the spot.
 The kit's own connections (named `xray…`, the emitter's among them) are not recorded.
 """
 
@@ -37,14 +38,14 @@ _installed = False
 class Peer:
     """What a connection says about where a command went: mutable, since it reconnects."""
 
-    __slots__ = ("fields", "skip")
+    __slots__ = ("conn", "skip")
 
     def __init__(self, conn: Any) -> None:
         path = getattr(conn, "path", None)
         server = path if path else f"{getattr(conn, 'host', '?')}:{getattr(conn, 'port', '?')}"
-        # One dict, shared by every command sent on this connection until it reconnects:
-        # the wire format writes it once per stream entry (wire.encode).
-        self.fields: dict[str, Any] = {"db": getattr(conn, "db", 0), "server": server, "addr": ""}
+        # [db, server, addr]: one list, shared by every command sent on this connection until
+        # it reconnects (wire.py writes it beside each command).
+        self.conn: list[Any] = [getattr(conn, "db", 0), server, ""]
         name = getattr(conn, "client_name", None) or ""
         self.skip = name.startswith(KIT_PREFIX)
 
@@ -54,51 +55,37 @@ class Peer:
         except (OSError, AttributeError):
             return
         laddr = f"{local[0]}:{local[1]}" if isinstance(local, tuple) else str(local)
-        # A new dict, not an update: commands already queued keep the address they went by.
-        self.fields = {**self.fields, "addr": laddr}
+        # A new list, not an update: commands already queued keep the address they went by.
+        self.conn = [*self.conn[:2], laddr]
 
 
 _BINARY = (bytes, bytearray, memoryview)  # a tuple: `bytes | …` would build a union per call
 
 
 def _text(arg: Any) -> str:
-    if type(arg) is str:  # the common case first: most arguments are names and keys
+    if type(arg) is str:
         return arg if len(arg) <= ARG_CAP else arg[:ARG_CAP]
     if isinstance(arg, _BINARY):
         return bytes(arg[:ARG_CAP]).decode("utf-8", "replace")
     return str(arg)[:ARG_CAP]
 
 
-class Command:
-    """One captured command: the conversion of its arguments to text happens when the batch
-    is encoded (wire.encode calls `own`), off the caller's path."""
-
-    __slots__ = ("args", "pipe", "shared")
-
-    def __init__(self, peer: Peer, args: tuple[Any, ...], pipe: int | None) -> None:
-        self.args, self.pipe, self.shared = args, pipe, peer.fields
-
-    def own(self) -> dict[str, Any]:
-        command = [_text(arg) for arg in self.args]
-        # redis-py accepts "CONFIG GET" as one argument and splits it when it packs.
-        if command and " " in command[0]:
-            command[:1] = command[0].split()
-        if self.pipe is None:
-            return {"command": command}
-        return {"command": command, "pipe": self.pipe}
-
-    def fields(self) -> dict[str, Any]:
-        return {**self.own(), **self.shared}
-
-
-def _record(peer: Peer, args: tuple[Any, ...], pipe: int | None) -> None:
+def _record(peer: Peer, args: tuple[Any, ...], packed: list[Any], pipe: int | None) -> None:
+    """Queue the command as the stream holds it (wire.py): its arguments as redis-py got
+    them, turned into text only when the batch is encoded, off the caller's path."""
     sink = emitter.get()
-    if sink is not None and not peer.skip:
-        sink.emit((process.identity(), time.time(), EVENT, Command(peer, args, pipe)))
+    if sink is None or peer.skip:
+        return
+    # redis-py packs an argument over 6 000 bytes as a chunk of its own (hiredis packs all in
+    # one): a long packed command is the one place a large value must be cut, here, before
+    # it is queued. Every other command goes as it is.
+    if len(packed) != 1 or len(packed[0]) > ARG_CAP:
+        args = tuple(_text(arg) for arg in args)
+    sink.emit(process.identity(), (time.time(), EVENT, args, peer.conn, pipe))
 
 
 class RecordingPacker:
-    """Wraps a connection's own packer: records, then packs exactly as before."""
+    """Wraps a connection's own packer: packs exactly as before, then records."""
 
     __slots__ = ("inner", "peer", "pipe")
 
@@ -107,15 +94,16 @@ class RecordingPacker:
         self.pipe: int | None = None
 
     def pack(self, *args: Any) -> Any:
-        _record(self.peer, args, self.pipe)
-        return self.inner.pack(*args)
+        packed = self.inner.pack(*args)
+        _record(self.peer, args, packed, self.pipe)
+        return packed
 
 
 def reply(command: str, **fields: Any) -> None:
     """Record what a command returned, when the kit needs it to name a task (BRPOP's message)."""
     sink = emitter.get()
     if sink is not None:
-        sink.emit((process.identity(), time.time(), REPLY, {"reply_to": command, **fields}))
+        sink.emit(process.identity(), (time.time(), REPLY, {"reply_to": command, **fields}))
 
 
 def install() -> None:
@@ -181,8 +169,9 @@ def _install_asyncio() -> None:
         return peer
 
     def _pack_command(self: Any, *args: Any) -> Any:
-        _record(_peer(self), args, self.__dict__.get("_xray_pipe"))
-        return pack_command(self, *args)
+        packed = pack_command(self, *args)
+        _record(_peer(self), args, packed, self.__dict__.get("_xray_pipe"))
+        return packed
 
     def _pack_commands(self: Any, commands: Any) -> Any:
         self._xray_pipe = next(_pipes)

@@ -8,8 +8,10 @@ sends what is queued every FLUSH_INTERVAL_S as ONE stream entry (wire.py): one X
 one JSON encoding per batch, not per event (an XADD per event cost about 19 µs of CPU per
 event, 15-18 events per task, in the process that emitted them).
 
-A flush is nearly always one stream entry, added in one round trip; stream.py keeps the
-stream bounded in bytes.
+What the buffer holds is what the stream holds (wire.py): an identity, then that process's
+events, each a tuple; a flush encodes the buffer as it is, in one call. A flush is nearly
+always one stream entry, added in one round trip; stream.py keeps the stream bounded in
+bytes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import atexit
 import os
 import threading
 from collections import deque
+from collections.abc import Mapping
+from typing import Any
 
 import redis
 
@@ -35,13 +39,15 @@ CLIENT_NAME = "xray-trace"  # lets the spy leave the kit's own traffic out
 class Emitter:
     def __init__(self, url: str) -> None:
         self._url = url
-        self._buffer: deque[wire.Record] = deque(maxlen=BUFFER_MAX)
+        self._buffer: deque[wire.Item] = deque(maxlen=BUFFER_MAX)
+        self._identity: Mapping[str, Any] | None = None  # the last identity queued
+        self._sent: Mapping[str, Any] | None = None  # the identity a flush ended with
         self._wake = threading.Event()
         self._lock = threading.Lock()
-        self._redis: redis.Redis | None = None
+        self._redis: stream.Appender | None = None
         self._thread: threading.Thread | None = None
         # Clients inherited across fork(): kept, never closed here (see _after_fork_in_child).
-        self._inherited: list[redis.Redis] = []
+        self._inherited: list[stream.Appender] = []
         self.dropped = 0
         os.register_at_fork(
             before=self._lock_for_fork,
@@ -49,32 +55,48 @@ class Emitter:
             after_in_child=self._after_fork_in_child,
         )
 
-    def emit(self, record: wire.Record) -> None:
-        """Queue one event, (identity, ts, event, fields); never blocks on Redis."""
-        self._buffer.append(record)
+    def emit(self, identity: Mapping[str, Any], event: tuple[Any, ...]) -> None:
+        """Queue one event (a tuple, wire.py) of the process `identity` describes; never
+        blocks on Redis. The identity is queued only when it is another object than the
+        last one: a process's identity is one cached dict (process.identity)."""
+        if identity is not self._identity:
+            self._identity = identity
+            self._buffer.append(identity)
+        self._buffer.append(event)
         if self._thread is None:
             self._start()
 
     def flush(self) -> None:
         """Send what is queued now (called by the thread, and at exit)."""
         with self._lock:
-            batch: list[wire.Record] = []
+            batch: list[wire.Item] = []
             while self._buffer:
                 batch.append(self._buffer.popleft())
             if not batch:
                 return
+            if type(batch[0]) is tuple and self._sent is not None:
+                # This batch goes on with the last one's process: the flush took the buffer
+                # between an identity and its event, or a full buffer dropped the identity.
+                batch.insert(0, self._sent)
+            # Read after emptying the buffer: the last identity queued is then this batch's
+            # last one, or a newer one whose own entry starts the next batch.
+            self._sent = self._identity
             try:
-                stream.append(self._client(), stream.entries(batch))
-            # Tracing must never break the app, and this thread must outlive a bad batch:
-            # Redis gone, or a field orjson refuses (TypeError: a non-str key, a huge int).
-            except (redis.RedisError, TypeError, ValueError):
-                self.dropped += len(batch)
+                payloads = stream.entries(batch)
+            except TypeError:  # a field orjson refuses (a non-str key, a huge int): only
+                kept = wire.encodable(batch)  # that event is lost, not its whole batch
+                self.dropped += wire.events(batch) - wire.events(kept)
+                batch = kept
+                payloads = stream.entries(batch)
+            try:
+                self._client().append(payloads)
+            # Tracing must never break the app, and this thread must outlive a bad batch.
+            except redis.RedisError:
+                self.dropped += wire.events(batch)
 
-    def _client(self) -> redis.Redis:
+    def _client(self) -> stream.Appender:
         if self._redis is None:
-            self._redis = redis.Redis.from_url(
-                self._url, socket_connect_timeout=1, socket_timeout=2, client_name=CLIENT_NAME
-            )
+            self._redis = stream.Appender(self._url, CLIENT_NAME)
         return self._redis
 
     def _start(self) -> None:
@@ -101,6 +123,7 @@ class Emitter:
         if self._redis is not None:
             self._inherited.append(self._redis)
         self._buffer = deque(maxlen=BUFFER_MAX)  # the parent ships what was queued
+        self._identity = self._sent = None
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._redis = None

@@ -12,12 +12,13 @@ def hop(event: str, **fields: Any) -> None:
     """Queue a trace event (see hops.py for the names); a no-op when tracing is off.
 
     On every task's path, several times: it only builds a tuple. The identity is the
-    process's cached dict, shared, not copied; wire.py flattens it when the trace is read.
+    process's cached dict, queued once, not per event; wire.py flattens it when the trace
+    is read.
     """
     sink = emitter.get()
     if sink is None:
         return
-    sink.emit((process.identity(), time.time(), event, fields))
+    sink.emit(process.identity(), (time.time(), event, fields))
 
 
 def flush() -> None:

@@ -5,6 +5,7 @@ the test session's worker and Redis, or a private redis-server for the stream's 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 
@@ -16,7 +17,7 @@ from demo.stack.redis_server import RedisServer
 from demo.stack.stack import Stack
 from demo.stack.worker import Worker
 from demo.trace.timeline import Timeline
-from envoi_mails.xray import emitter, stream, wire
+from envoi_mails.xray import commands, emitter, stream, wire
 
 pytestmark = pytest.mark.e2e
 
@@ -106,7 +107,7 @@ def test_a_batch_larger_than_an_entry_is_split_and_every_event_arrives_whole(
     sink = emitter.Emitter(url)
     value = "z" * (stream.ENTRY_MAX_BYTES // 8)
     for index in range(20):
-        sink.emit((ME, time.time(), "test.large", {"index": index, "value": value}))
+        sink.emit(ME, (time.time(), "test.large", {"index": index, "value": value}))
     sink.flush()
     events = [e for _, fields in _stream(client) for e in wire.decode(fields) or []]
     assert [e["index"] for e in events] == list(range(20)) and sink.dropped == 0
@@ -115,20 +116,54 @@ def test_a_batch_larger_than_an_entry_is_split_and_every_event_arrives_whole(
     assert len(sizes) > 1 and max(sizes) <= stream.ENTRY_MAX_BYTES
 
 
+class _Held(emitter.Emitter):
+    """The real emitter, flushed by the test: no thread of its own left behind."""
+
+    def _start(self) -> None:
+        self._thread = threading.current_thread()
+
+
+def test_a_captured_commands_large_value_is_cut_and_the_rest_reads_back_whole(
+    private_redis: tuple[str, redis.Redis],
+) -> None:
+    """A command is queued with its arguments as redis-py got them; only a long one has its
+    large values cut, on the caller's path, before it is queued."""
+    url, client = private_redis
+    commands.install()  # idempotent: the session's app has usually installed it already
+    saved, sink = emitter.get(), _Held(url)
+    emitter._emitter = sink
+    big = "v" * (commands.ARG_CAP * 4)
+    try:
+        with redis.Redis.from_url(url) as app:
+            app.set(b"key-as-bytes", big)
+            app.set("small", "caf\u00e9", ex=60)
+        sink.flush()
+    finally:
+        emitter._emitter = saved
+    events = [e for _, fields in _stream(client) for e in wire.decode(fields) or []]
+    sent = [e["command"] for e in events if e["event"] == "redis.command"]
+    sets = [command for command in sent if command[0] == "SET"]
+    assert sets == [
+        ["SET", "key-as-bytes", "v" * commands.ARG_CAP],
+        ["SET", "small", "caf\u00e9", "EX", "60"],
+    ]
+    assert client.strlen("key-as-bytes") == len(big), "Redis itself got the whole value"
+
+
 def test_a_busy_flush_is_one_entry(private_redis: tuple[str, redis.Redis]) -> None:
     """What the byte bound is for: a busy process's 0.1 s of events, one XADD (not dozens)."""
     url, client = private_redis
     sink = emitter.Emitter(url)
     envelope = "e" * 1200  # an LPUSH's message, as captured
     for index in range(300):
-        sink.emit((ME, time.time(), "test.busy", {"index": index, "command": ["LPUSH", envelope]}))
+        sink.emit(ME, (time.time(), "test.busy", {"index": index, "command": ["LPUSH", envelope]}))
     sink.flush()
     assert len(_sizes(client)) == 1 and sink.dropped == 0
 
 
 def _fill(client: redis.Redis, entry_bytes: int, total: int) -> None:
     """Append entries of `entry_bytes` until `total` bytes went in, many per round trip."""
-    payload = wire.encode([(ME, 1.0, "test.big", {"value": "y" * (entry_bytes - 80)})])
+    payload = wire.encode([ME, (1.0, "test.big", {"value": "y" * (entry_bytes - 80)})])
     per_call = max(1, 4 * 2**20 // len(payload))
     for _ in range(0, total, per_call * len(payload)):
         stream.append(client, [payload] * per_call)
@@ -157,7 +192,7 @@ def test_the_trace_stream_takes_no_more_redis_memory_than_stated(
 def test_small_entries_are_capped_by_count(private_redis: tuple[str, redis.Redis]) -> None:
     """Tiny entries cost more than their payload in Redis: their number is capped too."""
     _, client = private_redis
-    payload = wire.encode([(ME, 1.0, "t", {})])
+    payload = wire.encode([ME, (1.0, "t", {})])
     for _ in range(stream.STREAM_MAXLEN * 6 // 5 // 10_000):
         stream.append(client, [payload] * 10_000)
     assert stream.STREAM_MAXLEN <= client.xlen(stream.STREAM) <= stream.STREAM_MAXLEN + NODE_SLACK
@@ -166,7 +201,7 @@ def test_small_entries_are_capped_by_count(private_redis: tuple[str, redis.Redis
 def test_a_lost_offset_key_does_not_stop_the_stream(private_redis: tuple[str, redis.Redis]) -> None:
     """Someone deletes the offset key by hand: the next entry goes on after the newest one."""
     _, client = private_redis
-    payload = wire.encode([(ME, 1.0, "test.small", {"index": 1})])
+    payload = wire.encode([ME, (1.0, "test.small", {"index": 1})])
     stream.append(client, [payload, payload])
     client.delete(stream.OFFSET_KEY)
     stream.append(client, [payload])

@@ -17,11 +17,11 @@ def test_a_batch_json_cannot_encode_is_dropped_and_the_next_one_still_goes(stack
     emitter = Emitter(stack.broker_url)
     marker = str(uuid.uuid4())
     me = {"role": "test", "pid": 1, "ppid": 0, "host": "h"}
-    emitter.emit((me, time.time(), "test.bad", {"by_pid": {4103: "a non-str key"}}))
+    emitter.emit(me, (time.time(), "test.bad", {"by_pid": {4103: "a non-str key"}}))
     emitter.flush()  # orjson refuses int keys: must not raise out of the flush thread
     assert emitter.dropped == 1
 
-    emitter.emit((me, time.time(), "test.good", {"marker": marker}))
+    emitter.emit(me, (time.time(), "test.good", {"marker": marker}))
     emitter.flush()
     with redis.Redis.from_url(stack.broker_url) as client:
         newest = client.xrevrange(STREAM, count=20)

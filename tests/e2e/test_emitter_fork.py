@@ -23,7 +23,7 @@ def test_children_forked_while_the_parent_flushes_can_emit_and_exit(stack: Stack
         # Keep the flush thread inside redis-py as much as possible while we fork.
         # Bounded rate: the capped stream must not trim the children's events away.
         while not stop.wait(0.0002):
-            emitter.emit(({"pid": os.getpid()}, time.time(), "test.parent", {}))
+            emitter.emit({"pid": os.getpid()}, (time.time(), "test.parent", {}))
 
     threading.Thread(target=busy_parent, daemon=True).start()
     children = []
@@ -31,7 +31,7 @@ def test_children_forked_while_the_parent_flushes_can_emit_and_exit(stack: Stack
         for n in range(100):
             pid = os.fork()
             if pid == 0:  # the child: what a pool child does in worker_process_init
-                emitter.emit(({"pid": os.getpid()}, time.time(), "test.child", {"n": n}))
+                emitter.emit({"pid": os.getpid()}, (time.time(), "test.child", {"n": n}))
                 emitter.flush()
                 os._exit(0)
             children.append(pid)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from demo import names
-from demo.spy.record import to_records
+from demo.spy.record import to_items
 from envoi_mails.xray import wire
 
 MAIN = {"role": names.WORKER_MAIN, "pid": 7542, "ppid": 1, "host": "h"}
@@ -32,10 +32,11 @@ def test_recorded_events_read_back_whole_and_in_order_through_the_apps_decoder()
         _command(3.0, LUA, "del", names.UNACKED_MUTEX, via=names.LUA),
         _command(4.0, MAIN, "HDEL", names.UNACKED, "tag", task_id="t1"),
     ]
-    assert wire.decode({wire.FIELD: wire.encode(to_records(events))}) == events
+    assert wire.decode({wire.FIELD: wire.encode(to_items(events))}) == events
 
 
-def test_events_of_one_process_share_one_identity_so_they_are_grouped() -> None:
+def test_events_of_one_process_are_written_after_one_identity() -> None:
     events = [_command(float(n), dict(MAIN), "LLEN", "celery") for n in range(3)]
-    identities = {id(identity) for identity, _, _, _ in to_records(events)}
-    assert len(identities) == 1
+    items = to_items(events)
+    assert [type(item) for item in items] == [dict, tuple, tuple, tuple]
+    assert items[0] == MAIN
