@@ -10,6 +10,7 @@ MONITOR's cost is reported, not judged: it is the opt-in cross-check.
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +22,27 @@ PLAIN, TRACED, SPY = "plain", "traced", "traced+monitor"
 MODES = (PLAIN, TRACED, SPY)
 PASS_RATIO = 0.97
 MAX_CPU_EXTRA = 0.03
+CONFIDENCE = 0.95  # of the interval around each median: what the verdict may claim
 NOISY_FOREIGN_CPU = 0.10  # above this share taken by others, the verdict warns of noise
+
+
+def median_interval(values: list[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """A distribution-free confidence interval for the median of `values`: the k-th smallest
+    and k-th largest, k the largest rank whose binomial tail (n, 1/2) stays within the error
+    allowed on each side. No assumption on the noise's shape, which on a shared VM is not
+    normal (a round runs at 0.8 or 1.2 of its neighbour's speed). With few values it is
+    (min, max), whose confidence is then lower than asked: more rounds narrow it."""
+    ordered = sorted(values)
+    n = len(ordered)
+    if n == 0:
+        return (0.0, 0.0)
+    tail, k, below = (1 - confidence) / 2, 1, 0.0
+    while k < (n + 1) // 2:
+        below += math.comb(n, k - 1) / 2**n  # P(fewer than k values below the median)
+        if below + math.comb(n, k) / 2**n > tail:
+            break
+        k += 1
+    return ordered[k - 1], ordered[n - k]
 
 
 def mode_order(round_index: int) -> list[str]:
@@ -88,6 +109,9 @@ class ModeSummary:
     round_ratios: list[float]  # per round: this mode / plain of the same round
     cpu_us: float  # median CPU µs per task, all parts together
     cpu_extra: float  # median over rounds of (CPU per task / plain's), minus 1
+    # CONFIDENCE intervals of the two medians above (median_interval)
+    ratio_interval: tuple[float, float] = (0.0, 0.0)
+    cpu_extra_interval: tuple[float, float] = (0.0, 0.0)
 
 
 @dataclass
@@ -116,6 +140,7 @@ class BenchReport:
             for m in runs
             if plain[m.round].cpu_us_per_task
         ]
+        cpu_low, cpu_high = median_interval(cpu_ratios)
         return ModeSummary(
             mode=mode,
             median=statistics.median(speeds),
@@ -127,6 +152,8 @@ class BenchReport:
             round_ratios=round_ratios,
             cpu_us=statistics.median(m.cpu_us_per_task for m in runs),
             cpu_extra=statistics.median(cpu_ratios) - 1 if cpu_ratios else 0.0,
+            ratio_interval=median_interval(round_ratios),
+            cpu_extra_interval=(cpu_low - 1, cpu_high - 1) if cpu_ratios else (0.0, 0.0),
         )
 
     @property
@@ -135,24 +162,51 @@ class BenchReport:
         return all(m.complete for m in self.measurements)
 
     @property
-    def passed(self) -> bool:
+    def outcome(self) -> str:
+        """PASS when both bars hold over the whole confidence interval of each median, FAIL
+        when either is missed over its whole interval, else INCONCLUSIVE: the machine's noise
+        is larger than the margin, and only more rounds (or a quieter machine) can tell."""
+        if not self.complete:
+            return "INVALID"
         traced = self.summary(TRACED)
-        return self.complete and traced.ratio >= PASS_RATIO and traced.cpu_extra <= MAX_CPU_EXTRA
+        (ratio_low, ratio_high), (cpu_low, cpu_high) = (
+            traced.ratio_interval,
+            traced.cpu_extra_interval,
+        )
+        if ratio_low >= PASS_RATIO and cpu_high <= MAX_CPU_EXTRA:
+            return "PASS"
+        if ratio_high < PASS_RATIO or cpu_low > MAX_CPU_EXTRA:
+            return "FAIL"
+        return "INCONCLUSIVE"
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == "PASS"
 
     def verdict(self) -> str:
         if not self.complete:
             lost = [m.line() for m in self.measurements if not m.complete]
             return "INVALID: some results never came back:\n  " + "\n  ".join(lost)
         traced, spy = self.summary(TRACED), self.summary(SPY)
-        word = "PASS" if self.passed else "FAIL"
+        (ratio_low, ratio_high), (cpu_low, cpu_high) = (
+            traced.ratio_interval,
+            traced.cpu_extra_interval,
+        )
         lines = [
-            f"{word}: traced / plain = {traced.ratio:.3f} (bar: >= {PASS_RATIO}; median of "
-            f"{len(traced.round_ratios)} paired rounds; ratio of the medians "
+            f"{self.outcome}: traced / plain = {traced.ratio:.3f} (bar: >= {PASS_RATIO}; median "
+            f"of {len(traced.round_ratios)} paired rounds, {CONFIDENCE:.0%} interval "
+            f"{ratio_low:.3f}–{ratio_high:.3f}; ratio of the medians "
             f"{traced.ratio_of_medians:.3f}); tracing, commands included, adds "
-            f"{traced.cpu_extra:+.1%} CPU per task (bar: <= {MAX_CPU_EXTRA:+.0%})",
+            f"{traced.cpu_extra:+.1%} CPU per task (bar: <= {MAX_CPU_EXTRA:+.0%}; interval "
+            f"{cpu_low:+.1%} to {cpu_high:+.1%})",
             f"MONITOR: traced+monitor / plain = {spy.ratio:.3f}, throughput cost "
             f"{1 - spy.ratio:.0%} (adds {spy.cpu_extra:+.1%} CPU per task)",
         ]
+        if self.outcome == "INCONCLUSIVE":
+            lines.append(
+                "the interval straddles a bar: this machine's noise hides the answer; more "
+                "rounds (--rounds) narrow the interval"
+            )
         foreign = statistics.median(m.foreign_cpu for m in self.measurements)
         if foreign > NOISY_FOREIGN_CPU:
             lines.append(
@@ -195,4 +249,5 @@ class BenchReport:
             "measurements": [asdict(m) for m in self.measurements],
             "summary": [asdict(self.summary(mode)) for mode in MODES] if self.measurements else [],
             "passed": self.passed,
+            "outcome": self.outcome,
         }

@@ -24,8 +24,8 @@ from demo.cli.notes import private_redis
 def bench_command(tasks: int, rounds: int, concurrency: int, json_path: Path | None) -> None:
     """Throughput of plain Celery, traced, and traced with MONITOR, side by side.
 
-    Exit code 0 on PASS and on FAIL (this is a measurement); 1 if a part failed or
-    results went missing (then there is nothing to measure).
+    Exit code 0 on PASS, FAIL and INCONCLUSIVE (this is a measurement); 1 if a part failed
+    or results went missing (then there is nothing to measure).
     """
     console = Console()
     if not console.is_terminal:
@@ -40,7 +40,8 @@ def bench_command(tasks: int, rounds: int, concurrency: int, json_path: Path | N
         json_path.write_text(json.dumps(report.to_dict(), indent=2))
     if report.complete:
         console.print(report.table())
-    console.print(report.verdict(), style="bold green" if report.passed else "bold red")
+    style = {"PASS": "bold green", "INCONCLUSIVE": "bold yellow"}.get(report.outcome, "bold red")
+    console.print(report.verdict(), style=style)
     console.print(f"worker and client logs: {report.run_dir}")
     if not report.complete:
         sys.exit(1)

@@ -5,7 +5,16 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from demo.bench.report import MODES, PLAIN, SPY, TRACED, BenchReport, Measurement, mode_order
+from demo.bench.report import (
+    MODES,
+    PLAIN,
+    SPY,
+    TRACED,
+    BenchReport,
+    Measurement,
+    median_interval,
+    mode_order,
+)
 from demo.bench.runner import chunk_sizes
 
 
@@ -79,4 +88,30 @@ def test_more_than_three_percent_cpu_per_task_fails_even_at_full_speed() -> None
         for m in costly.measurements
     ]
     assert costly.summary(TRACED).ratio == 1.0 and not costly.passed
-    assert "adds +4.0% CPU per task (bar: <= +3%)" in costly.verdict()
+    assert "adds +4.0% CPU per task (bar: <= +3%; interval +4.0% to +4.0%)" in costly.verdict()
+
+
+def test_the_interval_of_a_median_is_the_order_statistics_a_binomial_tail_allows() -> None:
+    ranks = [float(n) for n in range(1, 31)]
+    # The textbook 95 % ranks: n=10 -> 2nd and 9th, n=20 -> 6th and 15th, n=30 -> 10th and 21st.
+    assert median_interval(ranks[:10]) == (2.0, 9.0)
+    assert median_interval(ranks[:20]) == (6.0, 15.0)
+    assert median_interval(ranks) == (10.0, 21.0)
+    assert median_interval(ranks[:5]) == (1.0, 5.0), "too few rounds: min to max, and wider"
+    assert median_interval([3.0, 1.0, 2.0]) == (1.0, 3.0), "sorted first"
+
+
+def test_a_median_above_the_bar_with_an_interval_across_it_is_inconclusive() -> None:
+    # Noise of +-10 % per round around a 2 % cost: the median passes, its interval does not.
+    plain = [500.0] * 10
+    traced = [490.0 * f for f in (0.88, 0.9, 1.1, 1.12, 1.0, 1.0, 1.0, 0.95, 1.05, 1.0)]
+    noisy = report({PLAIN: plain, TRACED: traced, SPY: [300.0] * 10})
+    assert noisy.summary(TRACED).ratio >= 0.97
+    assert noisy.outcome == "INCONCLUSIVE" and not noisy.passed
+    assert noisy.verdict().startswith("INCONCLUSIVE: traced / plain = 0.980")
+    assert "more rounds (--rounds) narrow the interval" in noisy.verdict()
+
+
+def test_a_whole_interval_below_the_bar_is_a_fail() -> None:
+    slow = report({PLAIN: [500.0] * 10, TRACED: [440.0 + n for n in range(10)], SPY: [300.0] * 10})
+    assert slow.summary(TRACED).ratio_interval[1] < 0.97 and slow.outcome == "FAIL"
