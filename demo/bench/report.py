@@ -45,6 +45,15 @@ def median_interval(values: list[float], confidence: float = CONFIDENCE) -> tupl
     return ordered[k - 1], ordered[n - k]
 
 
+def interval_confidence(n: int, confidence: float = CONFIDENCE) -> float:
+    """How sure `median_interval` really is for n values: below `confidence` for n < 6."""
+    if n == 0:
+        return 0.0
+    low, _ = median_interval([float(i) for i in range(n)], confidence)
+    k = int(low) + 1
+    return float(1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2**n)
+
+
 def mode_order(round_index: int) -> list[str]:
     """Round r starts with mode r mod 3: each mode takes each position in turn."""
     shift = round_index % len(MODES)
@@ -63,10 +72,10 @@ class Measurement:
     wrong: int  # failed tasks or wrong sums
     elapsed_s: float  # first timed publish -> last result
     tasks_per_s: float
-    # Entries (batches of events) the xray:trace stream of this mode's own Redis gained
-    # during the run: 0 when plain, more when traced; the check that each mode really ran
-    # as it says.
-    trace_entries: int
+    # Payload bytes the xray:trace stream of this mode's own Redis gained during the run
+    # (its offset key, stream.py): 0 when plain, more when traced; the check that each mode
+    # really ran as it says.
+    trace_bytes: int
     spy_events: int | None  # what the spy saw during the client run (spy mode only)
     worker_was_idle: bool  # False: the worker still used CPU when the client started
     worker_log: str
@@ -169,6 +178,8 @@ class BenchReport:
         if not self.complete:
             return "INVALID"
         traced = self.summary(TRACED)
+        if interval_confidence(len(traced.round_ratios)) < CONFIDENCE:
+            return "INCONCLUSIVE"  # too few rounds for an interval that sure
         (ratio_low, ratio_high), (cpu_low, cpu_high) = (
             traced.ratio_interval,
             traced.cpu_extra_interval,
@@ -203,9 +214,13 @@ class BenchReport:
             f"{1 - spy.ratio:.0%} (adds {spy.cpu_extra:+.1%} CPU per task)",
         ]
         if self.outcome == "INCONCLUSIVE":
+            rounds = len(traced.round_ratios)
+            sure = interval_confidence(rounds)
             lines.append(
-                "the interval straddles a bar: this machine's noise hides the answer; more "
-                "rounds (--rounds) narrow the interval"
+                f"{rounds} rounds give a {sure:.0%} interval: at least 6 are needed"
+                if sure < CONFIDENCE
+                else "the interval straddles a bar: this machine's noise hides the answer; "
+                "more rounds (--rounds) narrow the interval"
             )
         foreign = statistics.median(m.foreign_cpu for m in self.measurements)
         if foreign > NOISY_FOREIGN_CPU:

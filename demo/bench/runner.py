@@ -114,7 +114,7 @@ def _round(
     """Each mode's chunks, interleaved: chunk c of round r runs the modes in the order
     mode_order(r * len(sizes) + c), so each mode takes each position in turn."""
     idle = {mode: wait_idle(lane.worker, report.concurrency) for mode, lane in lanes.items()}
-    entries = {mode: lane.stream_length() for mode, lane in lanes.items()}
+    appended = {mode: lane.stream_bytes() for mode, lane in lanes.items()}
     chunks: dict[str, list[_Chunk]] = {mode: [] for mode in lanes}
     everyone = [pid for lane in lanes.values() for pid in lane.pids()]
     for index, size in enumerate(sizes):
@@ -125,11 +125,11 @@ def _round(
     measured = []
     for position, mode in enumerate(mode_order(round_index * len(sizes))):
         lane, done = lanes[mode], chunks[mode]
-        gained = lane.stream_length() - entries[mode]
+        gained = lane.stream_bytes() - appended[mode]
         if lane.client.traced != (mode != PLAIN) or (mode == PLAIN) != (gained == 0):
             raise KitError(
                 f"{mode}: the client traced={lane.client.traced} and the stream gained "
-                f"{gained} entries: the mode did not take effect (is XRAY_TRACE set by "
+                f"{gained} bytes: the mode did not take effect (is XRAY_TRACE set by "
                 "something else?)"
             )
         measured.append(_measurement(lane, round_index, position, done, gained, idle[mode]))
@@ -159,7 +159,7 @@ def _measurement(
         wrong=sum(int(c.report["wrong"]) for c in done),
         elapsed_s=elapsed,
         tasks_per_s=received / elapsed if elapsed else 0.0,
-        trace_entries=gained,
+        trace_bytes=gained,
         spy_events=sum(spied) if spied else None,
         worker_was_idle=idle,
         worker_log=str(lane.worker.log),

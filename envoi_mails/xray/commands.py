@@ -60,6 +60,20 @@ class Peer:
 
 
 _BINARY = (bytes, bytearray, memoryview)  # a tuple: `bytes | …` would build a union per call
+# Commands whose arguments are scores or score ranges, where -inf and +inf are common.
+_SCORED = frozenset(
+    {
+        "ZADD",
+        "ZCOUNT",
+        "ZINCRBY",
+        "ZRANGE",
+        "ZRANGEBYSCORE",
+        "ZRANGESTORE",
+        "ZREMRANGEBYSCORE",
+        "ZREVRANGE",
+        "ZREVRANGEBYSCORE",
+    }
+)
 
 
 def _text(arg: Any) -> str:
@@ -81,6 +95,10 @@ def _record(peer: Peer, args: tuple[Any, ...], packed: list[Any], pipe: int | No
     # it is queued. Every other command goes as it is.
     if len(packed) != 1 or len(packed[0]) > ARG_CAP:
         args = tuple(_text(arg) for arg in args)
+    elif args[0] in _SCORED and float in map(type, args):
+        # A score may be ±inf, which JSON cannot hold (orjson writes null): as the text
+        # redis-py sends (repr). Only where scores go: the test costs 0.3 µs a command here.
+        args = tuple(repr(arg) if type(arg) is float else arg for arg in args)
     sink.emit(process.identity(), (time.time(), EVENT, args, peer.conn, pipe))
 
 

@@ -28,7 +28,7 @@ import redis
 
 from envoi_mails.xray import stream, wire
 
-BUFFER_MAX = 20_000  # per process, if Redis is gone: oldest events are dropped
+BUFFER_MAX = 20_000  # items per process, if Redis is gone: then new events are dropped
 FLUSH_INTERVAL_S = (
     0.1  # batches; 0.2 s measured no cheaper (demo bench) and made scenario waits racier
 )
@@ -40,9 +40,9 @@ CLIENT_NAME = "xray-trace"  # lets the spy leave the kit's own traffic out
 class Emitter:
     def __init__(self, url: str) -> None:
         self._url = url
-        self._buffer: deque[wire.Item] = deque(maxlen=BUFFER_MAX)
+        self._buffer: deque[wire.Item] = deque()
         self._identity: Mapping[str, Any] | None = None  # the last identity queued
-        self._sent: Mapping[str, Any] | None = None  # the identity a flush ended with
+        self._sent: wire.Item | None = None  # the last identity a flush took
         self._lock = threading.Lock()
         self._redis: stream.Appender | None = None
         self._thread: threading.Thread | None = None
@@ -59,39 +59,45 @@ class Emitter:
         """Queue one event (a tuple, wire.py) of the process `identity` describes; never
         blocks on Redis. The identity is queued only when it is another object than the
         last one: a process's identity is one cached dict (process.identity)."""
+        buffer = self._buffer
+        if len(buffer) >= BUFFER_MAX:
+            # Full (Redis gone or slow): the newest event is dropped, never an identity at
+            # the head, which the events after it need.
+            self.dropped += 1
+            return
         if identity is not self._identity:
+            # Queued before it is remembered: a thread that sees it remembered knows it is
+            # already ahead of its own event (at worst it is queued twice, which is harmless).
+            buffer.append(identity)
             self._identity = identity
-            self._buffer.append(identity)
-        self._buffer.append(event)
+        buffer.append(event)
         if self._thread is None:
             self._start()
 
     def flush(self) -> None:
         """Send what is queued now (called by the thread, and at exit)."""
         with self._lock:
-            batch: list[wire.Item] = []
-            while self._buffer:
-                batch.append(self._buffer.popleft())
+            buffer = self._buffer
+            batch: list[wire.Item] = [buffer.popleft() for _ in range(len(buffer))]
             if not batch:
                 return
             if type(batch[0]) is tuple and self._sent is not None:
                 # This batch goes on with the last one's process: the flush took the buffer
-                # between an identity and its event, or a full buffer dropped the identity.
+                # between an identity and its event.
                 batch.insert(0, self._sent)
-            # Read after emptying the buffer: the last identity queued is then this batch's
-            # last one, or a newer one whose own entry starts the next batch.
-            self._sent = self._identity
+            # The identity in force at the batch's end: the next batch may start without it.
+            self._sent = next((i for i in reversed(batch) if type(i) is not tuple), self._sent)
             try:
-                payloads = stream.entries(batch)
-            except TypeError:  # a field orjson refuses (a non-str key, a huge int): only
-                kept = wire.encodable(batch)  # that event is lost, not its whole batch
-                self.dropped += wire.events(batch) - wire.events(kept)
-                batch = kept
-                payloads = stream.entries(batch)
-            try:
+                try:
+                    payloads = stream.entries(batch)
+                except TypeError:  # a field orjson refuses (a non-str key): only that event
+                    kept = wire.encodable(batch)  # is lost, not its whole batch
+                    self.dropped += wire.events(batch) - wire.events(kept)
+                    batch, payloads = kept, stream.entries(kept)
                 self._client().append(payloads)
-            # Tracing must never break the app, and this thread must outlive a bad batch.
-            except redis.RedisError:
+            # Tracing must never break the app, and this thread must outlive a bad batch:
+            # Redis gone, or a URL redis-py cannot open (ValueError: a scheme kombu knows).
+            except (redis.RedisError, OSError, TypeError, ValueError):
                 self.dropped += wire.events(batch)
 
     def _client(self) -> stream.Appender:
@@ -112,9 +118,9 @@ class Emitter:
             self.flush()
 
     # fork() copies memory, not threads. All Redis I/O happens under self._lock, so holding
-    # it across fork() means no flush is half-way through redis-py (whose pool lock would
-    # be copied held). The child keeps the parent's client object but never uses or
-    # closes it: its cleanup would take locks and touch sockets that belong to the parent.
+    # it across fork() means no flush is half-way through a command on the connection. The
+    # child keeps the parent's connection object but never uses or closes it: its cleanup
+    # would touch a socket that belongs to the parent.
     def _lock_for_fork(self) -> None:
         self._lock.acquire()
 
@@ -124,7 +130,7 @@ class Emitter:
     def _after_fork_in_child(self) -> None:
         if self._redis is not None:
             self._inherited.append(self._redis)
-        self._buffer = deque(maxlen=BUFFER_MAX)  # the parent ships what was queued
+        self._buffer = deque()  # the parent ships what was queued
         self._identity = self._sent = None
         self._lock = threading.Lock()
         self._redis = None

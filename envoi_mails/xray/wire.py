@@ -10,7 +10,8 @@ flush thread's caches are cold). So the buffer holds what the stream holds, a fl
   signal gives the process its role);
 - a hop or a log line, `[ts, event, {fields}]`;
 - a captured Redis command, `[ts, "redis.command", [args…], [db, server, addr], pipe]`: its
-  arguments as redis-py got them (bytes become text here, numbers stay numbers), and the
+  arguments as redis-py got them (bytes become text here, numbers stay numbers; a score goes
+  as the text redis-py sends, since JSON has no infinity: commands.py), and the
   connection's own list, the same object for every command sent on it.
 
 `decode` gives back what the `--json-trace` contract promises: one flat object per event,
@@ -53,16 +54,25 @@ def encode(items: Sequence[Item]) -> bytes:
 
 
 def encodable(items: Sequence[Item]) -> list[Item]:
-    """The items, without the events `encode` refuses on their own (the slow path of a flush
-    that met one: each item is tried alone)."""
+    """The items, each tried alone (the slow path of a flush `encode` refused): a command
+    whose arguments JSON cannot hold (an integer beyond 64 bits) goes with them as text;
+    any other event `encode` refuses (a dict with non-str keys) is left out."""
     kept: list[Item] = []
     for item in items:
         try:
             orjson.dumps(item, default=_default)
         except TypeError:
-            continue
+            if type(item) is not tuple or len(item) != 5:
+                continue
+            item = (*item[:2], [_text(arg) for arg in item[2]], *item[3:])
         kept.append(item)
     return kept
+
+
+def _text(arg: Any) -> str:
+    if arg is None:  # JSON's null for an infinite float: commands.py writes scores as text
+        return "inf or nan"
+    return arg if type(arg) is str else _default(arg)
 
 
 def events(items: Iterable[Item]) -> int:
@@ -111,7 +121,7 @@ def fields_of(event: Sequence[Any]) -> dict[str, Any]:
     if len(event) == 3:
         return dict(event[2])
     args, (db, server, addr), pipe = event[2:5]
-    command = [arg if type(arg) is str else _default(arg) for arg in args]
+    command = [_text(arg) for arg in args]
     # redis-py accepts "CONFIG GET" as one argument and splits it when it packs.
     if command and " " in command[0]:
         command[:1] = command[0].split()
@@ -139,9 +149,7 @@ def decode(fields: Mapping[Any, Any]) -> list[Event] | None:
         for item in document:
             if type(item) is dict:
                 identity = item
-            elif identity is None:
-                return None  # an event before any identity: not what `encode` writes
-            else:
+            elif identity is not None:  # an event before any identity has no process: left out
                 flat.append({"ts": item[0], "event": item[1], **identity, **fields_of(item)})
         return flat
     except (ValueError, TypeError, KeyError, IndexError, AttributeError):

@@ -23,7 +23,7 @@ def test_bench_measures_every_mode_with_all_results_back(tmp_path: Path) -> None
     for mode in MODES:
         assert report.summary(mode).median > 0
     by_mode = {m.mode: m for m in report.measurements}
-    assert by_mode[PLAIN].trace_entries == 0, "XRAY_TRACE=0 must write no trace at all"
-    assert all(m.trace_entries > 0 for m in report.measurements if m.mode != PLAIN)
+    assert by_mode[PLAIN].trace_bytes == 0, "XRAY_TRACE=0 must write no trace at all"
+    assert all(m.trace_bytes > 0 for m in report.measurements if m.mode != PLAIN)
     assert by_mode[SPY].spy_events, "MONITOR watched the traced+monitor run"
     assert by_mode[PLAIN].spy_events is None

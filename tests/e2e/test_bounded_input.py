@@ -137,6 +137,7 @@ def test_a_captured_commands_large_value_is_cut_and_the_rest_reads_back_whole(
         with redis.Redis.from_url(url) as app:
             app.set(b"key-as-bytes", big)
             app.set("small", "caf\u00e9", ex=60)
+            app.zrangebyscore("scores", float("-inf"), float("inf"))
         sink.flush()
     finally:
         emitter._emitter = saved
@@ -148,6 +149,8 @@ def test_a_captured_commands_large_value_is_cut_and_the_rest_reads_back_whole(
         ["SET", "small", "caf\u00e9", "EX", "60"],
     ]
     assert client.strlen("key-as-bytes") == len(big), "Redis itself got the whole value"
+    ranges = [command for command in sent if command[0] == "ZRANGEBYSCORE"]
+    assert ranges == [["ZRANGEBYSCORE", "scores", "-inf", "inf"]], "JSON has no infinity"
 
 
 def test_a_busy_flush_is_one_entry(private_redis: tuple[str, redis.Redis]) -> None:

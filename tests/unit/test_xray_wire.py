@@ -118,6 +118,27 @@ def test_an_event_too_large_alone_is_cut_to_fit_an_entry() -> None:
     assert event["command"][:2] == ["SET", "k"] and "[cut:" in event["command"][2]
 
 
+def test_an_event_before_any_identity_is_left_out_and_the_rest_read() -> None:
+    raw = b'[[1.0, "orphan", {}], ' + orjson.dumps(MAIN) + b', [2.0, "x", {}]]'
+    assert wire.decode({wire.FIELD: raw}) == [{"ts": 2.0, "event": "x", **MAIN}]
+
+
+def test_a_command_json_cannot_hold_goes_as_text_rather_than_being_lost() -> None:
+    conn = [0, "s", "a"]
+    huge = (1.0, "redis.command", ("SET", "k", 2**70), conn, None)
+    items: list[wire.Item] = [MAIN, huge]
+    with pytest.raises(TypeError):
+        wire.encode(items)
+    events = _decode(wire.encodable(items))
+    assert events is not None and events[0]["command"] == ["SET", "k", str(2**70)]
+
+
+def test_a_float_reads_back_as_redis_py_spells_it() -> None:
+    command = (1.0, "redis.command", ("SET", "k", 1e-05, 0.1), [0, "s", "a"], None)
+    (event,) = _decode([MAIN, command]) or []
+    assert event["command"] == ["SET", "k", repr(1e-05), repr(0.1)]
+
+
 def test_bytes_field_names_are_read_too() -> None:
     raw = wire.encode([MAIN, (1.0, "x", {})])
     assert wire.decode({wire.FIELD.encode(): raw}) == [{"ts": 1.0, "event": "x", **MAIN}]
@@ -126,6 +147,5 @@ def test_bytes_field_names_are_read_too() -> None:
 def test_what_it_cannot_read_is_none_not_an_exception() -> None:
     assert wire.decode({}) is None
     assert wire.decode({wire.FIELD: b"not json"}) is None
-    assert wire.decode({wire.FIELD: b"[[1, 2, {}]]"}) is None, "an event before any identity"
     assert wire.decode({wire.FIELD: b'{"g": []}'}) is None, "the older, grouped format"
     assert wire.decode({"e": orjson.dumps({"ts": 2.0, "event": "x"})}) is None, "one format"
