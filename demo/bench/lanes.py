@@ -172,12 +172,14 @@ def broker_env(url: str) -> Iterator[None]:
 
 class CpuMeter:
     """CPU seconds used from creation to `stop()` by one lane's worker and Redis and by this
-    process, and the share of the machine that processes outside the bench took meanwhile."""
+    process, the part of it the worker's and client's side threads took, and the share of
+    the machine that processes outside the bench took meanwhile."""
 
     def __init__(self, lane: Lane, everyone: list[int]) -> None:
         if lane.server.proc is None:
             raise KitError("the bench's redis-server is not running")
         self._worker = psutil.Process(lane.worker.pid)
+        self._client = psutil.Process(lane.client.proc.pid)
         self._redis = psutil.Process(lane.server.proc.pid)
         self._everyone = [proc for pid in everyone if (proc := _process(pid)) is not None]
         self._start = self._now()
@@ -188,6 +190,7 @@ class CpuMeter:
             "worker": family_cpu(self._worker),
             "redis": family_cpu(self._redis),
             "bench": time.process_time(),  # the spy's reader thread runs in this process
+            "threads": side_threads_cpu(self._worker) + side_threads_cpu(self._client),
             "ours": sum(_cpu(proc) for proc in self._everyone) + time.process_time(),
             "machine": sum(machine) - machine.idle - getattr(machine, "iowait", 0.0),
             "wall": time.monotonic(),
@@ -199,7 +202,7 @@ class CpuMeter:
         spent = {part: now[part] - self._start[part] for part in now}
         capacity = spent["wall"] * (os.cpu_count() or 1)
         foreign = max(0.0, (spent["machine"] - spent["ours"]) / capacity) if capacity else 0.0
-        return {part: spent[part] for part in ("worker", "redis", "bench")}, foreign
+        return {part: spent[part] for part in ("worker", "redis", "bench", "threads")}, foreign
 
 
 def _process(pid: int) -> psutil.Process | None:
@@ -225,6 +228,24 @@ def family_cpu(proc: psutil.Process) -> float:
     except psutil.NoSuchProcess:
         return 0.0
     return sum(_cpu(member) for member in family)
+
+
+def side_threads_cpu(proc: psutil.Process) -> float:
+    """CPU seconds of every thread but the main one, in `proc` and its children. Plain
+    Celery's worker and client use next to none (measured: under 1 µs a task); traced, it is
+    the emitters' threads (envoi_mails/xray/emitter.py)."""
+    try:
+        family = [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for member in family:
+        try:
+            threads = member.threads()
+        except psutil.NoSuchProcess:
+            continue
+        total += sum(t.user_time + t.system_time for t in threads if t.id != member.pid)
+    return total
 
 
 def wait_idle(worker: Worker, children: int, deadline_s: float = 20.0) -> bool:

@@ -86,6 +86,9 @@ class Measurement:
     # Share of the machine's CPU that other processes took during the client run: the
     # noise in tasks/s. 0.0 on a quiet machine.
     foreign_cpu: float = 0.0
+    # Of cpu_us's client and worker: their threads other than the main ones (the emitters'
+    # threads when traced), µs per task.
+    threads_us: float = 0.0
 
     @property
     def cpu_us_per_task(self) -> float:
@@ -165,6 +168,21 @@ class BenchReport:
             cpu_extra_interval=(cpu_low - 1, cpu_high - 1) if cpu_ratios else (0.0, 0.0),
         )
 
+    def extra_by_part(self, mode: str) -> dict[str, float]:
+        """Median over rounds of the CPU µs per task `mode` used more than plain in the same
+        round, by part; and `threads`, the median µs per task of its side threads."""
+        plain = {m.round: m for m in self.of(PLAIN)}
+        runs = [m for m in self.of(mode) if m.round in plain]
+        if not runs:
+            return {}
+        extra = {
+            part: statistics.median(m.cpu_us[part] - plain[m.round].cpu_us[part] for m in runs)
+            for part in ("client", "worker", "redis")
+            if all(part in m.cpu_us and part in plain[m.round].cpu_us for m in runs)
+        }
+        extra["threads"] = statistics.median(m.threads_us for m in runs)
+        return extra
+
     @property
     def complete(self) -> bool:
         """Every client got all its results back, right: otherwise the figures mean nothing."""
@@ -213,6 +231,14 @@ class BenchReport:
             f"MONITOR: traced+monitor / plain = {spy.ratio:.3f}, throughput cost "
             f"{1 - spy.ratio:.0%} (adds {spy.cpu_extra:+.1%} CPU per task)",
         ]
+        parts = self.extra_by_part(TRACED)
+        if {"client", "worker", "redis"} <= parts.keys():
+            lines.append(
+                f"traced's extra CPU per task (medians): client {parts['client']:+.0f} µs, "
+                f"worker {parts['worker']:+.0f} µs, Redis {parts['redis']:+.0f} µs; of the "
+                f"client's and worker's, their side threads (the emitters) "
+                f"{parts['threads']:.0f} µs"
+            )
         if self.outcome == "INCONCLUSIVE":
             rounds = len(traced.round_ratios)
             sure = interval_confidence(rounds)

@@ -164,6 +164,7 @@ def _measurement(
         worker_was_idle=idle,
         worker_log=str(lane.worker.log),
         cpu_us=cpu_us,
+        threads_us=sum(c.cpu_s["threads"] for c in done) * 1e6 / tasks,
         foreign_cpu=statistics.median(c.foreign_share for c in done),
     )
 

@@ -121,3 +121,21 @@ def test_fewer_than_six_rounds_cannot_give_a_95_percent_interval() -> None:
     few = report({PLAIN: [500.0] * 5, TRACED: [500.0] * 5, SPY: [300.0] * 5})
     assert few.summary(TRACED).ratio == 1.0 and few.outcome == "INCONCLUSIVE"
     assert "5 rounds give a 94% interval: at least 6 are needed" in few.verdict()
+
+
+def test_the_extra_cpu_is_split_by_part_round_by_round() -> None:
+    r = report({PLAIN: [500.0] * 6, TRACED: [490.0] * 6, SPY: [300.0] * 6})
+    r.measurements = [
+        dataclasses.replace(
+            m,
+            cpu_us={
+                "client": 100.0 + 10 * (m.mode == TRACED) + m.round,
+                "worker": 1000.0 + m.round,
+                "redis": 50.0 + 5 * (m.mode == TRACED),
+            },
+            threads_us=30.0 if m.mode == TRACED else 0.0,
+        )
+        for m in r.measurements
+    ]
+    assert r.extra_by_part(TRACED) == {"client": 10.0, "worker": 0.0, "redis": 5.0, "threads": 30.0}
+    assert "client +10 µs, worker +0 µs, Redis +5 µs" in r.verdict()
