@@ -139,6 +139,20 @@ def test_the_french_page_has_the_same_steps(page: Path) -> None:
     )
 
 
+_SECTION = re.compile(r"^## ", re.MULTILINE)
+
+
+@pytest.mark.parametrize("page", _pairs())
+def test_the_french_page_has_every_section_of_the_english_one(page: Path) -> None:
+    # docs/fr/architecture.md went without "Who sent each Redis command" for a while: a
+    # French page may add a section of its own (its README explains its conventions), not
+    # lack one.
+    sections = len(_SECTION.findall(page.read_text("utf-8")))
+    french = counterpart(page)
+    found = len(_SECTION.findall(french.read_text("utf-8")))
+    assert found >= sections, f"{french.name}: {found} `## ` sections, {page.name} has {sections}"
+
+
 @pytest.mark.parametrize("page", [pytest.param(p, id=p.name) for p in pages()])
 def test_relative_links_reach_a_page_and_its_heading(page: Path) -> None:
     for m in _LINK.finditer(page.read_text("utf-8")):
