@@ -26,12 +26,9 @@ from demo.bench.report import PLAIN
 from demo.errors import KitError
 from demo.stack.redis_server import RedisServer
 from demo.stack.worker import Worker
-from envoi_mails.xray import stream
 
 IDLE_CPU = 0.10  # the worker counts as idle below this share of one core
 QUEUE = names.DEFAULT_QUEUE
-STREAM = names.TRACE_STREAM
-OFFSET_KEY = stream.OFFSET_KEY
 
 
 class Client:
@@ -111,7 +108,7 @@ class Lane:
     def stream_bytes(self) -> int:
         """Payload bytes ever appended to this lane's trace stream: it only grows, where the
         stream's length stays put once its byte bound trims an entry for each one added."""
-        return int(self.store.get(OFFSET_KEY) or 0)
+        return int(self.store.get(names.TRACE_OFFSET_KEY) or 0)
 
     def pids(self) -> list[int]:
         """Every process of the lane: redis-server, worker and its children, client."""

@@ -26,22 +26,28 @@ CONFIDENCE = 0.95  # of the interval around each median: what the verdict may cl
 NOISY_FOREIGN_CPU = 0.10  # above this share taken by others, the verdict warns of noise
 
 
-def median_interval(values: list[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """A distribution-free confidence interval for the median of `values`: the k-th smallest
-    and k-th largest, k the largest rank whose binomial tail (n, 1/2) stays within the error
-    allowed on each side. No assumption on the noise's shape, which on a shared VM is not
-    normal (a round runs at 0.8 or 1.2 of its neighbour's speed). With few values it is
-    (min, max), whose confidence is then lower than asked: more rounds narrow it."""
-    ordered = sorted(values)
-    n = len(ordered)
-    if n == 0:
-        return (0.0, 0.0)
+def _rank(n: int, confidence: float) -> int:
+    """k for `median_interval`: the largest rank whose binomial tail (n, 1/2) stays within
+    the error allowed on each side; 1 when even the extremes do not."""
     tail, k, below = (1 - confidence) / 2, 1, 0.0
     while k < (n + 1) // 2:
         below += math.comb(n, k - 1) / 2**n  # P(fewer than k values below the median)
         if below + math.comb(n, k) / 2**n > tail:
             break
         k += 1
+    return k
+
+
+def median_interval(values: list[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """A distribution-free confidence interval for the median of `values`: the k-th smallest
+    and k-th largest (`_rank`). No assumption on the noise's shape, which on a shared VM is
+    not normal (a round runs at 0.8 or 1.2 of its neighbour's speed). With few values it is
+    (min, max), whose confidence is then lower than asked: more rounds narrow it."""
+    ordered = sorted(values)
+    n = len(ordered)
+    if n == 0:
+        return (0.0, 0.0)
+    k = _rank(n, confidence)
     return ordered[k - 1], ordered[n - k]
 
 
@@ -49,8 +55,7 @@ def interval_confidence(n: int, confidence: float = CONFIDENCE) -> float:
     """How sure `median_interval` really is for n values: below `confidence` for n < 6."""
     if n == 0:
         return 0.0
-    low, _ = median_interval([float(i) for i in range(n)], confidence)
-    k = int(low) + 1
+    k = _rank(n, confidence)
     return float(1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2**n)
 
 

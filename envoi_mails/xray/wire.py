@@ -34,7 +34,6 @@ Record = tuple[Mapping[str, Any], float, str, Mapping[str, Any]]
 Event = dict[str, Any]
 
 FIELD = "g"  # the stream entry's field holding a batch
-COMMAND = "redis.command"
 _BINARY = (bytes, bytearray, memoryview)
 
 
