@@ -6,8 +6,9 @@ Half the mails go through `envoi_mail` (acked early: at most once), half through
 soak starts its own Redis, SMTP sink and `-c N` worker (never a Redis the user named), keeps
 at most WINDOW mails in flight (a steady load, not one huge queue), and disrupts the run when
 a share of the mails is finished: the SMTP server stops for `outage_s` (OUTAGES_AT) and a busy
-pool child is SIGKILLed (KILLS_AT). The worker retries SMTP every 0.5 to 2 s, up to 60 times:
-it rides out outages of about two minutes. Each killed child's task is read from the trace.
+pool child is SIGKILLed (KILLS_AT, never during an outage). The sink takes SMTP_LATENCY_S per
+mail, as a real server does. The worker retries SMTP every 0.5 to 2 s, up to 60 times: it
+rides out outages of about two minutes. Each killed child's task is read from the trace.
 """
 
 from __future__ import annotations
@@ -34,7 +35,13 @@ from envoi_mails.xray import emitter, wire
 
 OUTAGES_AT = (0.25, 0.65)  # share of the mails finished when the SMTP server goes down
 KILLS_AT = (0.45, 0.85)  # … when a busy pool child is SIGKILLed
-BUSY_WAIT_S = 5.0  # for a child that runs a task (all may wait for retries): then any
+# How long a due kill waits for a child that runs a task, SMTP up: then any child. Short,
+# because a small soak can finish its mails within a few seconds of the kill coming due.
+BUSY_WAIT_S = 1.5
+# A real SMTP server takes tens of ms to accept a mail; the local sink none. Without it a
+# small soak is over in a second, with children idle most of the time, and a kill finds
+# no child running a task.
+SMTP_LATENCY_S = 0.02
 WINDOW = 1000  # mails in flight, at most
 POLL_S = 0.25
 PROGRESS_EVERY_S = 5.0
@@ -74,7 +81,7 @@ def run_soak(
         os.environ.pop(variable, None)
     report = SoakReport(mails, concurrency, run_dir=str(run_dir))
     started = time.monotonic()
-    with Stack(own) as stack:
+    with Stack(own, smtp_latency_s=SMTP_LATENCY_S) as stack:
         stack.apply_env()  # this process is the client: envoi_mails is imported after this
         worker = stack.start_worker("soak", extra=["-c", str(concurrency)], env=WORKER_ENV)
         store = redis.Redis.from_url(stack.broker_url, decode_responses=True)
@@ -149,7 +156,8 @@ class _Disruptions:
             self.report.disruptions.append(Disruption(now, time.time(), "SMTP server down"))
         elif self.down_since is not None and now - self.down_since >= self.outage_s:
             self.finish(now)
-        if self.kills and finished >= self.kills[0]:
+        # Never while SMTP is down: every task then waits for its retry and no child is busy.
+        if self.kills and finished >= self.kills[0] and self.down_since is None:
             self.kill_due = now if self.kill_due is None else self.kill_due
             if self._kill_a_busy_child(now, idle_too=now - self.kill_due > BUSY_WAIT_S):
                 self.kills.pop(0)

@@ -6,6 +6,7 @@ Run on its own: `python -m demo.stack.smtp_sink --port 1025 --dir MAILDIR`.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import email
 import email.policy
@@ -35,12 +36,15 @@ class Mail:
 
 
 class _KeepEveryMail:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, latency_s: float = 0.0) -> None:
         self.folder = folder
+        self.latency_s = latency_s
         self._count = 0
         self._lock = threading.Lock()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.latency_s:  # a real server's checks; the mail is kept just before its 250
+            await asyncio.sleep(self.latency_s)
         with self._lock:
             self._count += 1
             name = f"{time.time():.6f}-{self._count:05d}.eml"
@@ -48,11 +52,12 @@ class _KeepEveryMail:
         return "250 Message accepted for delivery"
 
 
-def serve(port: int, folder: Path) -> None:
+def serve(port: int, folder: Path, latency_s: float = 0.0) -> None:
     from aiosmtpd.controller import Controller
 
     folder.mkdir(parents=True, exist_ok=True)
-    controller = Controller(_KeepEveryMail(folder), hostname="127.0.0.1", port=port)
+    handler = _KeepEveryMail(folder, latency_s)
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     print(f"SMTP sink on 127.0.0.1:{port}, mails in {folder}", flush=True)
     # SIGTERM stops it as Ctrl-C does: by an exception in the main thread, not a handler that
@@ -97,13 +102,15 @@ class SmtpSink(Part):
 
     port: int
     folder: Path
+    latency_s: float = 0.0  # before each mail's 250: 0 replies at once
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self, deadline_s: float = 15.0) -> SmtpSink:
         self.folder.mkdir(parents=True, exist_ok=True)
         log = self.folder.parent / f"smtp-sink-{self.port}.log"
         argv = [sys.executable, "-m", "demo.stack.smtp_sink", "--port", str(self.port)]
-        self._spawn([*argv, "--dir", str(self.folder)], log=log)
+        argv += ["--dir", str(self.folder), "--latency-ms", str(round(self.latency_s * 1000))]
+        self._spawn(argv, log=log)
         wait_until(
             lambda: port_accepts("127.0.0.1", self.port),
             deadline_s,
@@ -126,8 +133,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=1025)
     parser.add_argument("--dir", type=Path, required=True)
+    parser.add_argument("--latency-ms", type=int, default=0, help="wait before each 250")
     args = parser.parse_args()
-    serve(args.port, args.dir)
+    serve(args.port, args.dir, args.latency_ms / 1000)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ class Stack:
 
     config: KitConfig
     prefer_tutorial_ports: bool = False
+    smtp_latency_s: float = 0.0  # the SMTP sink's wait before each 250 (the soak's)
     redis: RedisServer | None = field(default=None, init=False)
     smtp: SmtpSink | None = field(default=None, init=False)
     workers: list[Worker] = field(default_factory=list, init=False)
@@ -57,7 +58,7 @@ class Stack:
             port = self.config.smtp_port
             if not (self.prefer_tutorial_ports and port_is_free(port)):
                 port = free_port()
-            self.smtp = SmtpSink(port, self.config.state_dir / "mails")
+            self.smtp = SmtpSink(port, self.config.state_dir / "mails", self.smtp_latency_s)
             self.smtp.start()
             self.smtp_host, self.smtp_port = "127.0.0.1", port
         return self

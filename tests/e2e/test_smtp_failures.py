@@ -70,3 +70,22 @@ def test_smtp_down_for_good_fails_with_a_clear_error(stack: Stack, dead_smtp: Sm
     assert type(error).__name__ == "SmtpUnavailable"
     assert "unreachable" in str(error) and "gave up after 2 tries" in str(error)
     assert dead_smtp.mails() == []
+
+
+def test_a_sink_with_latency_keeps_the_mail_and_replies_no_sooner(tmp_path: Path) -> None:
+    """The soak's sink waits before each 250, as a real server's checks do: that is what
+    keeps its pool children busy when a kill comes due."""
+    import smtplib
+    import time
+
+    sink = SmtpSink(free_port(), tmp_path / "mails", latency_s=0.3).start()
+    try:
+        began = time.monotonic()
+        with smtplib.SMTP("127.0.0.1", sink.port, timeout=10) as smtp:
+            message = "Message-ID: <lent@envoi-mails>\r\nSubject: lent\r\n\r\ncorps\r\n"
+            smtp.sendmail("a@example.com", ["b@example.com"], message)
+        waited = time.monotonic() - began
+    finally:
+        sink.stop()
+    assert waited >= 0.3
+    assert [m.message_id for m in sink.mails()] == ["<lent@envoi-mails>"]
