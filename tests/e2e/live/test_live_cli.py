@@ -42,6 +42,13 @@ def _serve(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Po
     return proc, port
 
 
+def _first_line_with(proc: subprocess.Popen[str], text: str) -> str:
+    """The first line of its output that holds `text` ("" if it ends without one): waits for
+    it, bounded by --seconds. The page can answer before the command has printed its URL."""
+    assert proc.stdout is not None
+    return next((line for line in proc.stdout if text in line), "")
+
+
 def test_a_trace_file_opens_on_a_page_with_its_tasks() -> None:
     proc, port = _serve("--trace", str(FIXTURE))
     try:
@@ -59,7 +66,8 @@ def test_a_stack_started_elsewhere_is_followed_through_its_redis_url(stack: Stac
     try:
         page = _page(f"http://127.0.0.1:{port}/")
         assert stack.broker_url in page and 'id="procs"' in page
+        said = _first_line_with(proc, "X-ray of")
     finally:
         proc.terminate()
-        out, _ = proc.communicate(timeout=10)
-    assert f"X-ray of {stack.broker_url}, live on http://127.0.0.1:{port}" in out
+        proc.communicate(timeout=10)
+    assert f"X-ray of {stack.broker_url}, live on http://127.0.0.1:{port}" in said
