@@ -59,10 +59,10 @@ def interval_confidence(n: int, confidence: float = CONFIDENCE) -> float:
     return float(1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2**n)
 
 
-def mode_order(round_index: int) -> list[str]:
-    """Round r starts with mode r mod 3: each mode takes each position in turn."""
-    shift = round_index % len(MODES)
-    return [*MODES[shift:], *MODES[:shift]]
+def mode_order(round_index: int, modes: tuple[str, ...] = MODES) -> list[str]:
+    """Round r starts with mode r mod len(modes): each mode takes each position in turn."""
+    shift = round_index % len(modes)
+    return [*modes[shift:], *modes[:shift]]
 
 
 @dataclass(frozen=True)
@@ -143,6 +143,7 @@ class BenchReport:
     duration_s: float = 0.0
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    modes: tuple[str, ...] = MODES  # without SPY: --no-monitor
 
     def of(self, mode: str) -> list[Measurement]:
         return sorted((m for m in self.measurements if m.mode == mode), key=lambda m: m.round)
@@ -221,7 +222,7 @@ class BenchReport:
         if not self.complete:
             lost = [m.line() for m in self.measurements if not m.complete]
             return "INVALID: some results never came back:\n  " + "\n  ".join(lost)
-        traced, spy = self.summary(TRACED), self.summary(SPY)
+        traced = self.summary(TRACED)
         (ratio_low, ratio_high), (cpu_low, cpu_high) = (
             traced.ratio_interval,
             traced.cpu_extra_interval,
@@ -233,9 +234,13 @@ class BenchReport:
             f"{traced.ratio_of_medians:.3f}); tracing, commands included, adds "
             f"{traced.cpu_extra:+.1%} CPU per task (bar: <= {MAX_CPU_EXTRA:+.0%}; interval "
             f"{cpu_low:+.1%} to {cpu_high:+.1%})",
-            f"MONITOR: traced+monitor / plain = {spy.ratio:.3f}, throughput cost "
-            f"{1 - spy.ratio:.0%} (adds {spy.cpu_extra:+.1%} CPU per task)",
         ]
+        if SPY in self.modes:
+            spy = self.summary(SPY)
+            lines.append(
+                f"MONITOR: traced+monitor / plain = {spy.ratio:.3f}, throughput cost "
+                f"{1 - spy.ratio:.0%} (adds {spy.cpu_extra:+.1%} CPU per task)"
+            )
         parts = self.extra_by_part(TRACED)
         if {"client", "worker", "redis"} <= parts.keys():
             lines.append(
@@ -269,7 +274,7 @@ class BenchReport:
         columns = ("mode", "median tasks/s", "min–max", "ratio vs plain", "per round")
         for name in (*columns, "ratio of medians", "CPU µs/task", "CPU vs plain"):
             table.add_column(name, justify="left" if name == "mode" else "right")
-        for mode in MODES:
+        for mode in self.modes:
             s = self.summary(mode)
             table.add_row(
                 mode,
@@ -293,7 +298,8 @@ class BenchReport:
             "load_after": self.load_after,
             "run_dir": str(self.run_dir),
             "measurements": [asdict(m) for m in self.measurements],
-            "summary": [asdict(self.summary(mode)) for mode in MODES] if self.measurements else [],
+            "modes": list(self.modes),
+            "summary": [asdict(self.summary(m)) for m in self.modes] if self.measurements else [],
             "passed": self.passed,
             "outcome": self.outcome,
         }

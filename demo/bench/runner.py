@@ -66,6 +66,7 @@ def run_bench(
     warmup: int = WARMUP_TASKS,
     run_dir: Path | None = None,
     progress: Callable[[Measurement], None] | None = None,
+    modes: tuple[str, ...] = MODES,
 ) -> BenchReport:
     """`rounds` rounds of `tasks` tasks per mode, sent in alternating chunks of at most
     `chunk` tasks; worker logs and client errors land in `run_dir`.
@@ -75,11 +76,13 @@ def run_bench(
     """
     run_dir = run_dir or KitConfig.from_env().state_dir / time.strftime("bench-%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
-    report = BenchReport(tasks, rounds, concurrency, run_dir, load_before=os.getloadavg())
+    report = BenchReport(
+        tasks, rounds, concurrency, run_dir, load_before=os.getloadavg(), modes=modes
+    )
     started = time.monotonic()
     sizes = chunk_sizes(tasks, chunk)
     first_half = rounds - rounds // 2
-    halves = [(range(first_half), MODES), (range(first_half, rounds), MODES[::-1])]
+    halves = [(range(first_half), modes), (range(first_half, rounds), modes[::-1])]
     for round_indexes, start_order in halves:
         if not round_indexes:
             continue
@@ -113,17 +116,18 @@ def _round(
 ) -> list[Measurement]:
     """Each mode's chunks, interleaved: chunk c of round r runs the modes in the order
     mode_order(r * len(sizes) + c), so each mode takes each position in turn."""
+    modes = report.modes
     idle = {mode: wait_idle(lane.worker, report.concurrency) for mode, lane in lanes.items()}
     appended = {mode: lane.stream_bytes() for mode, lane in lanes.items()}
     chunks: dict[str, list[_Chunk]] = {mode: [] for mode in lanes}
     everyone = [pid for lane in lanes.values() for pid in lane.pids()]
     for index, size in enumerate(sizes):
-        for mode in mode_order(round_index * len(sizes) + index):
+        for mode in mode_order(round_index * len(sizes) + index, modes):
             chunks[mode].append(_chunk(lanes[mode], size, everyone))
             time.sleep(GAP_S)  # the last acks and log lines of this chunk, before the next
     time.sleep(0.3)  # the emitters flush every 0.1 s: their last batches are in
     measured = []
-    for position, mode in enumerate(mode_order(round_index * len(sizes))):
+    for position, mode in enumerate(mode_order(round_index * len(sizes), modes)):
         lane, done = lanes[mode], chunks[mode]
         gained = lane.stream_bytes() - appended[mode]
         if lane.client.traced != (mode != PLAIN) or (mode == PLAIN) != (gained == 0):

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from demo.bench.report import MODES
+from demo.bench.report import MODES, SPY
 from demo.bench.runner import run_bench
 from demo.cli.errors import one_line_errors
 from demo.cli.notes import private_redis
@@ -20,8 +20,15 @@ from demo.cli.notes import private_redis
 @click.option("--rounds", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("-c", "--concurrency", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="write the report")
+@click.option(
+    "--no-monitor",
+    is_flag=True,
+    help="plain and traced only: the MONITOR lane takes half a run's time",
+)
 @one_line_errors
-def bench_command(tasks: int, rounds: int, concurrency: int, json_path: Path | None) -> None:
+def bench_command(
+    tasks: int, rounds: int, concurrency: int, json_path: Path | None, no_monitor: bool
+) -> None:
     """Throughput of plain Celery, traced, and traced with MONITOR, side by side.
 
     Exit code 0 on PASS, FAIL and INCONCLUSIVE (this is a measurement); 1 if a part failed
@@ -32,10 +39,13 @@ def bench_command(tasks: int, rounds: int, concurrency: int, json_path: Path | N
         console = Console(width=120)  # a log file gets the whole table, not 80 columns of it
     for line in private_redis("bench"):
         console.print(line, highlight=False)
+    modes = tuple(m for m in MODES if not (no_monitor and m == SPY))
     console.print(
-        f"bench: {len(MODES)} modes × {rounds} rounds × {tasks} add tasks, -c {concurrency}"
+        f"bench: {len(modes)} modes × {rounds} rounds × {tasks} add tasks, -c {concurrency}"
     )
-    report = run_bench(tasks, rounds, concurrency, progress=lambda m: console.print(m.line()))
+    report = run_bench(
+        tasks, rounds, concurrency, progress=lambda m: console.print(m.line()), modes=modes
+    )
     if json_path is not None:
         json_path.write_text(json.dumps(report.to_dict(), indent=2))
     if report.complete:

@@ -37,7 +37,13 @@ def measurement(mode: str, round_: int, tasks_per_s: float, cpu: float = 1000.0)
 
 
 def report(speeds: dict[str, list[float]]) -> BenchReport:
-    r = BenchReport(tasks=100, rounds=len(speeds[PLAIN]), concurrency=2, run_dir=Path("."))
+    r = BenchReport(
+        tasks=100,
+        rounds=len(speeds[PLAIN]),
+        concurrency=2,
+        run_dir=Path("."),
+        modes=tuple(speeds),
+    )
     r.measurements = [
         measurement(mode, i, speed) for mode, row in speeds.items() for i, speed in enumerate(row)
     ]
@@ -54,6 +60,18 @@ def test_chunks_split_a_round_evenly_and_never_exceed_the_chunk() -> None:
 def test_every_mode_takes_every_position_in_turn() -> None:
     assert [mode_order(r)[0] for r in range(3)] == list(MODES)
     assert all(sorted(mode_order(r)) == sorted(MODES) for r in range(6))
+
+
+def test_without_the_monitor_lane_two_modes_alternate_and_nothing_speaks_of_monitor() -> None:
+    assert [mode_order(r, (PLAIN, TRACED)) for r in range(2)] == [
+        [PLAIN, TRACED],
+        [TRACED, PLAIN],
+    ]
+    r = report({PLAIN: [500.0] * 6, TRACED: [495.0] * 6})
+    assert r.verdict().startswith("PASS: traced / plain = 0.990")
+    assert "MONITOR" not in r.verdict()
+    assert [row["mode"] for row in r.to_dict()["summary"]] == [PLAIN, TRACED]
+    assert r.table().row_count == 2
 
 
 def test_the_ratio_is_the_median_of_same_round_ratios_not_of_speeds() -> None:
