@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
+from celery import states
 from celery._state import task_join_will_block
 from celery.backends.redis import RedisBackend, ResultConsumer
 
@@ -36,21 +37,17 @@ class TracedRedisBackend(RedisBackend):  # type: ignore[misc]  # celery is untyp
         if not task_join_will_block():
             hop("result.subscribe", task_id=task_id, key=self._key(task_id))
 
-    def _store_result(
-        self,
-        task_id: str,
-        result: Any,
-        state: str,
-        traceback: Any = None,
-        request: Any = None,
-        **kwargs: Any,
-    ) -> Any:
-        stored = super()._store_result(
-            task_id, result, state, traceback=traceback, request=request, **kwargs
-        )
-        key = self._key(task_id)
-        hop("result.stored", task_id=task_id, key=key, ttl=self.expires, status=state)
-        return stored
+    def _set_with_state(self, key: Any, value: Any, state: str) -> Any:
+        # The write itself, not _store_result: Celery's _store_result first GETs the key
+        # and writes nothing when it already says SUCCESS (a redelivered task that had
+        # finished; celery/backends/base.py). A FAILURE is kept for failure_expires.
+        written = super()._set_with_state(key, value, state)
+        text = key.decode() if isinstance(key, bytes) else str(key)
+        if text.startswith(self._prefix):  # not a group's result
+            ttl = self.failure_expires if state == states.FAILURE else self.expires
+            task_id = text[len(self._prefix) :]
+            hop("result.stored", task_id=task_id, key=text, ttl=ttl, status=state)
+        return written
 
     def wait_for_pending(self, result: Any, **kwargs: Any) -> Any:
         hop("result.wait", task_id=result.id)
