@@ -73,9 +73,10 @@ def _encode_us(peer: commands.Peer, count: int) -> float:
     return (time.process_time() - started) * 1e6 / count
 
 
-class _HeldEmitter(emitter.Emitter):
-    """The real emitter, whose flush thread never starts: the flush's encoding is measured
-    on its own (`_encode_us`), and must not disturb the timing of the caller's path."""
+class HeldEmitter(emitter.Emitter):
+    """The real emitter, whose flush thread never starts: flushes happen when the bench
+    says (bench-flush), or not at all, so that they do not disturb the timing of the
+    caller's path (`_encode_us` measures the encoding on its own)."""
 
     def _start(self) -> None:
         self._thread = threading.current_thread()  # emit() then takes its usual path
@@ -85,7 +86,7 @@ def measure(count: int = 3_000, repeat: int = 40) -> CaptureCost:
     new_connection: Any = Connection  # redis-py leaves its constructor unannotated
     conn = new_connection(port=free_port())  # never connected: packing needs no socket
     plain = conn._command_packer
-    emitter._emitter = _HeldEmitter(f"redis://127.0.0.1:{free_port()}/0")
+    emitter._emitter = HeldEmitter(f"redis://127.0.0.1:{free_port()}/0")
     peer = commands.Peer(conn)
     recording = commands.RecordingPacker(plain, peer)
     return CaptureCost(

@@ -15,7 +15,7 @@ def main() -> None:
 
 def _register() -> None:
     # Each command lives in its own module; they are imported here, once, to be listed.
-    from demo.cli.bench import bench_capture_command, bench_command
+    from demo.cli.bench import bench_capture_command, bench_command, bench_flush_command
     from demo.cli.bench_live import bench_live_command
     from demo.cli.inspect import inspect_command
     from demo.cli.live import live_command
@@ -32,6 +32,7 @@ def _register() -> None:
         result,
         bench_command,
         bench_capture_command,
+        bench_flush_command,
         bench_live_command,
         inspect_command,
         soak_command,

@@ -63,3 +63,12 @@ def bench_capture_command() -> None:
     from demo.bench.capture_cost import measure
 
     click.echo(measure().line())
+
+
+@click.command("bench-flush")
+@one_line_errors
+def bench_flush_command() -> None:
+    """What one flush of the trace costs, in its process and in Redis: fixed, and per event."""
+    from demo.bench.flush_cost import measure
+
+    click.echo(measure().line())

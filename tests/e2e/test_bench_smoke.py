@@ -27,3 +27,13 @@ def test_bench_measures_every_mode_with_all_results_back(tmp_path: Path) -> None
     assert all(m.trace_bytes > 0 for m in report.measurements if m.mode != PLAIN)
     assert by_mode[SPY].spy_events, "MONITOR watched the traced+monitor run"
     assert by_mode[PLAIN].spy_events is None
+
+
+def test_bench_flush_splits_a_flush_into_fixed_and_per_event_costs() -> None:
+    """On a real redis-server: every figure is there and positive (not a timing test)."""
+    from demo.bench.flush_cost import measure
+
+    cost = measure(flushes=20)
+    assert cost.process_fixed_us > 0 and cost.process_per_event_us > 0
+    assert cost.redis_per_event_us > 0
+    assert "per event" in cost.line()
