@@ -44,3 +44,27 @@ def test_a_small_soak_loses_no_late_acked_mail_and_explains_every_loss(tmp_path:
     assert 1 <= sum(what.startswith("killed pool child") for what in whats) <= 2, whats
     assert 0 < report["peak_trace_bytes"] < report["peak_redis_bytes"]
     assert "goal (late-acked: 0 lost, 0 duplicated; early-acked losses explained): " in (kit.output)
+
+
+def test_the_trace_streams_size_is_counted_not_extrapolated_from_a_few_entries() -> None:
+    """A flush is one entry of 0.1 to 100 KB: MEMORY USAGE's default estimate (5 nodes
+    sampled, then multiplied) once made the stream larger than the whole Redis."""
+    import redis
+
+    from demo import names
+    from demo.soak.report import SoakReport
+    from demo.soak.runner import _sample
+    from demo.stack.redis_server import RedisServer
+
+    server = RedisServer().start()
+    try:
+        store = redis.Redis.from_url(server.url)
+        for i in range(2000):  # a few large entries first, where the estimate samples
+            store.xadd(names.TRACE_STREAM, {"g": b"y" * (100_000 if i < 5 else 300)})
+        report = SoakReport(mails=0, concurrency=1)
+        _sample(store, report)
+        used = int(store.info("memory")["used_memory"])
+        store.close()
+    finally:
+        server.stop()
+    assert 2000 * 300 < report.peak_trace_bytes < used
