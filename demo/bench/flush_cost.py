@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import redis
 
 from demo.bench.capture_cost import HeldEmitter
+from demo.names import KIT_PREFIX
 from demo.stack.redis_server import RedisServer
 
 SIZES = (1, 50, 200, 800)  # events per flush: an idle process's, a busy worker's
@@ -63,7 +64,8 @@ def _redis_cpu(client: redis.Redis) -> float:
 
 def measure(flushes: int = 300) -> FlushCost:
     server = RedisServer().start()
-    client = redis.Redis.from_url(server.url)
+    # Named as the kit's own: the app's command capture leaves it out (commands.KIT_PREFIX).
+    client = redis.Redis.from_url(server.url, client_name=f"{KIT_PREFIX}-bench-flush")
     try:
         held = HeldEmitter(server.url)
         held.emit(IDENTITY, (time.time(), *HOP))

@@ -84,7 +84,11 @@ def run_soak(
     with Stack(own, smtp_latency_s=SMTP_LATENCY_S) as stack:
         stack.apply_env()  # this process is the client: envoi_mails is imported after this
         worker = stack.start_worker("soak", extra=["-c", str(concurrency)], env=WORKER_ENV)
-        store = redis.Redis.from_url(stack.broker_url, decode_responses=True)
+        # The soak's own reads (results, the trace, sizes): named as the kit's, so the
+        # client's command capture leaves them out of the trace they measure.
+        store = redis.Redis.from_url(
+            stack.broker_url, decode_responses=True, client_name=f"{names.KIT_PREFIX}-soak"
+        )
         try:
             _drive(stack, worker, store, report, outage_s, deadline_s, progress)
             report.redis_peak_bytes = int(store.info("memory")["used_memory_peak"])

@@ -30,10 +30,11 @@ def test_bench_measures_every_mode_with_all_results_back(tmp_path: Path) -> None
 
 
 def test_bench_flush_splits_a_flush_into_fixed_and_per_event_costs() -> None:
-    """On a real redis-server: every figure is there and positive (not a timing test)."""
+    """On a real redis-server: each event adds to a flush's cost (not a timing test)."""
     from demo.bench.flush_cost import measure
 
-    cost = measure(flushes=20)
-    assert cost.process_fixed_us > 0 and cost.process_per_event_us > 0
-    assert cost.redis_per_event_us > 0
+    cost = measure(flushes=50)
+    # The slopes only: a batch of 800 costs far more than one of 1, whatever else this busy
+    # process does; the fixed parts are small next to its other threads' noise.
+    assert cost.process_per_event_us > 0 and cost.redis_per_event_us > 0
     assert "per event" in cost.line()
