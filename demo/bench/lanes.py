@@ -218,25 +218,25 @@ def _cpu(proc: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
+def _family(proc: psutil.Process) -> list[psutil.Process]:
+    """`proc` and its live children ([] for a process that is gone)."""
+    try:
+        return [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
 def family_cpu(proc: psutil.Process) -> float:
     """CPU seconds of `proc` and its live children (0 for a process that is gone)."""
-    try:
-        family = [proc, *proc.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0.0
-    return sum(_cpu(member) for member in family)
+    return sum(_cpu(member) for member in _family(proc))
 
 
 def side_threads_cpu(proc: psutil.Process) -> float:
     """CPU seconds of every thread but the main one, in `proc` and its children. Plain
     Celery's worker and client use next to none (measured: under 1 µs a task); traced, it is
     the emitters' threads (envoi_mails/xray/emitter.py)."""
-    try:
-        family = [proc, *proc.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0.0
     total = 0.0
-    for member in family:
+    for member in _family(proc):
         try:
             threads = member.threads()
         except psutil.NoSuchProcess:

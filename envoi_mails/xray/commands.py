@@ -24,7 +24,7 @@ import itertools
 import time
 from typing import Any
 
-from envoi_mails.xray import emitter, process
+from envoi_mails.xray import emitter, process, wire
 
 EVENT = "redis.command"
 REPLY = "redis.reply"
@@ -59,7 +59,6 @@ class Peer:
         self.conn = [*self.conn[:2], laddr]
 
 
-_BINARY = (bytes, bytearray, memoryview)  # a tuple: `bytes | …` would build a union per call
 # Commands whose arguments are scores or score ranges, where -inf and +inf are common.
 _SCORED = frozenset(
     {
@@ -79,7 +78,7 @@ _SCORED = frozenset(
 def _text(arg: Any) -> str:
     if type(arg) is str:
         return arg if len(arg) <= ARG_CAP else arg[:ARG_CAP]
-    if isinstance(arg, _BINARY):
+    if isinstance(arg, wire.BINARY):
         return bytes(arg[:ARG_CAP]).decode("utf-8", "replace")
     return str(arg)[:ARG_CAP]
 

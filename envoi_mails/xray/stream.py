@@ -62,16 +62,15 @@ end
 return offset
 """
 _append = Script(None, APPEND_LUA)  # type: ignore[arg-type]  # bytes: no client needed
+# The script's KEYS, and its ARGV before the payloads: one list for both ways of calling it.
+_KEYS = (STREAM, OFFSET_KEY)
+_ARGS = (MAX_BYTES, STREAM_MAXLEN, wire.FIELD)
 
 
 def append(client: redis.Redis, payloads: Sequence[bytes]) -> None:
     """Add the entries, in order, in one round trip; the stream stays within its bound."""
     if payloads:
-        _append(
-            keys=[STREAM, OFFSET_KEY],
-            args=[MAX_BYTES, STREAM_MAXLEN, wire.FIELD, *payloads],
-            client=client,
-        )
+        _append(keys=list(_KEYS), args=[*_ARGS, *payloads], client=client)
 
 
 class Appender:
@@ -93,7 +92,7 @@ class Appender:
         """As `append`; raises RedisError if the entries may not have gone in."""
         if not payloads:
             return
-        command = ("EVALSHA", _append.sha, 2, STREAM, OFFSET_KEY, MAX_BYTES, STREAM_MAXLEN)
+        command = ("EVALSHA", _append.sha, len(_KEYS), *_KEYS, *_ARGS)
         conn = self._conn
         try:
             conn.connect()  # a no-op when connected
@@ -104,10 +103,10 @@ class Appender:
                 conn.disconnect()
                 conn.connect()
             try:
-                self._call(*command, wire.FIELD, *payloads)
+                self._call(*command, *payloads)
             except NoScriptError:  # a new or restarted Redis: load the script, once
                 self._call("SCRIPT", "LOAD", APPEND_LUA)
-                self._call(*command, wire.FIELD, *payloads)
+                self._call(*command, *payloads)
         except (ConnectionError, TimeoutError):
             self._conn.disconnect()  # half a reply may be on the way: start clean next time
             raise

@@ -34,14 +34,14 @@ Record = tuple[Mapping[str, Any], float, str, Mapping[str, Any]]
 Event = dict[str, Any]
 
 FIELD = "g"  # the stream entry's field holding a batch
-_BINARY = (bytes, bytearray, memoryview)
+BINARY = (bytes, bytearray, memoryview)  # a tuple: `bytes | …` would build a union per call
 
 
 def _default(value: Any) -> str:
     """orjson's fallback: a command's bytes arguments as text, anything else as its str()."""
     if type(value) is bytes:  # the common case (Celery's result keys): one test, not three
         return value.decode("utf-8", "replace")
-    if isinstance(value, _BINARY):
+    if isinstance(value, BINARY):
         return bytes(value).decode("utf-8", "replace")
     return str(value)
 
