@@ -13,7 +13,7 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,6 +104,7 @@ class Lane:
     worker: Worker
     client: Client
     store: redis.Redis
+    traced: bool  # what the lane's XRAY_TRACE asks for: its stream must grow, or stay empty
 
     def stream_bytes(self) -> int:
         """Payload bytes ever appended to this lane's trace stream: it only grows, where the
@@ -117,7 +118,15 @@ class Lane:
 
 
 @contextlib.contextmanager
-def lane(mode: str, run_dir: Path, concurrency: int, chunk: int, warmup: int) -> Iterator[Lane]:
+def lane(
+    mode: str,
+    run_dir: Path,
+    concurrency: int,
+    chunk: int,
+    warmup: int,
+    variant_env: Mapping[str, str] | None = None,
+) -> Iterator[Lane]:
+    """The lane of `mode`; a variant's environment (variants.py) goes on top of the mode's."""
     server = RedisServer().start()
     env = {
         "CELERY_BROKER_URL": server.url,
@@ -127,6 +136,7 @@ def lane(mode: str, run_dir: Path, concurrency: int, chunk: int, warmup: int) ->
         "CELERY_RESULT_BACKEND": "",
         "XRAY_TRACE": "0" if mode == PLAIN else "1",
         "PYTHONUNBUFFERED": "1",
+        **(variant_env or {}),
     }
     slug = mode.replace("+", "-")
     worker = Worker(env, run_dir / f"worker-{slug}.log", f"bench-{slug}", ["-c", str(concurrency)])
@@ -136,7 +146,7 @@ def lane(mode: str, run_dir: Path, concurrency: int, chunk: int, warmup: int) ->
         with broker_env(server.url):
             worker.start()
         client = Client(env, chunk, warmup, run_dir / f"client-{slug}.log")
-        yield Lane(mode, server, worker, client, store)
+        yield Lane(mode, server, worker, client, store, env["XRAY_TRACE"] != "0")
     finally:
         if client is not None:
             client.close()

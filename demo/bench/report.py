@@ -115,6 +115,14 @@ class Measurement:
         )
 
 
+def _by_part(parts: dict[str, float]) -> str:
+    return (
+        f"client {parts['client']:+.0f} µs, worker {parts['worker']:+.0f} µs, Redis "
+        f"{parts['redis']:+.0f} µs; of the client's and worker's, their side threads (the "
+        f"emitters) {parts['threads']:.0f} µs"
+    )
+
+
 @dataclass(frozen=True)
 class ModeSummary:
     mode: str
@@ -143,7 +151,8 @@ class BenchReport:
     duration_s: float = 0.0
     load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    modes: tuple[str, ...] = MODES  # without SPY: --no-monitor
+    modes: tuple[str, ...] = MODES  # without SPY: --no-monitor; then the variants' names
+    variants: dict[str, dict[str, str]] = field(default_factory=dict)  # name: its environment
 
     def of(self, mode: str) -> list[Measurement]:
         return sorted((m for m in self.measurements if m.mode == mode), key=lambda m: m.round)
@@ -243,12 +252,18 @@ class BenchReport:
             )
         parts = self.extra_by_part(TRACED)
         if {"client", "worker", "redis"} <= parts.keys():
+            lines.append(f"traced's extra CPU per task (medians): {_by_part(parts)}")
+        for name, env in self.variants.items():
+            variant = self.summary(name)
+            low, high = variant.cpu_extra_interval
+            setting = ", ".join(f"{k}={v}" for k, v in env.items())
             lines.append(
-                f"traced's extra CPU per task (medians): client {parts['client']:+.0f} µs, "
-                f"worker {parts['worker']:+.0f} µs, Redis {parts['redis']:+.0f} µs; of the "
-                f"client's and worker's, their side threads (the emitters) "
-                f"{parts['threads']:.0f} µs"
+                f"variant {name} ({setting}): {name} / plain = {variant.ratio:.3f}, adds "
+                f"{variant.cpu_extra:+.1%} CPU per task (interval {low:+.1%} to {high:+.1%})"
             )
+            by_part = self.extra_by_part(name)
+            if {"client", "worker", "redis"} <= by_part.keys():
+                lines.append(f"  {name}'s extra CPU per task (medians): {_by_part(by_part)}")
         if self.outcome == "INCONCLUSIVE":
             rounds = len(traced.round_ratios)
             sure = interval_confidence(rounds)
@@ -299,6 +314,7 @@ class BenchReport:
             "run_dir": str(self.run_dir),
             "measurements": [asdict(m) for m in self.measurements],
             "modes": list(self.modes),
+            "variants": self.variants,
             "summary": [asdict(self.summary(m)) for m in self.modes] if self.measurements else [],
             "passed": self.passed,
             "outcome": self.outcome,

@@ -26,14 +26,15 @@ import itertools
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from demo import names
 from demo.bench.lanes import QUEUE, CpuMeter, Lane, lane, wait_idle
-from demo.bench.report import MODES, PLAIN, SPY, BenchReport, Measurement, mode_order
+from demo.bench.report import MODES, SPY, BenchReport, Measurement, mode_order
+from demo.bench.variants import Variant
 from demo.config import KitConfig
 from demo.errors import KitError
 from demo.spy.monitor import Spy
@@ -67,17 +68,27 @@ def run_bench(
     run_dir: Path | None = None,
     progress: Callable[[Measurement], None] | None = None,
     modes: tuple[str, ...] = MODES,
+    variants: Sequence[Variant] = (),
 ) -> BenchReport:
     """`rounds` rounds of `tasks` tasks per mode, sent in alternating chunks of at most
-    `chunk` tasks; worker logs and client errors land in `run_dir`.
+    `chunk` tasks; worker logs and client errors land in `run_dir`. Each variant is one
+    more mode, run beside the others with its environment on top of traced's.
 
     Raises KitError if a part does not start or a client dies; a client that misses
     results is recorded (the report is then not `complete`), not raised.
     """
     run_dir = run_dir or KitConfig.from_env().state_dir / time.strftime("bench-%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
+    envs = {v.name: v.env for v in variants}
+    modes = (*modes, *envs)
     report = BenchReport(
-        tasks, rounds, concurrency, run_dir, load_before=os.getloadavg(), modes=modes
+        tasks,
+        rounds,
+        concurrency,
+        run_dir,
+        load_before=os.getloadavg(),
+        modes=modes,
+        variants=envs,
     )
     started = time.monotonic()
     sizes = chunk_sizes(tasks, chunk)
@@ -90,7 +101,9 @@ def run_bench(
             # Always private Redis servers, even if CELERY_BROKER_URL names one: nobody
             # else's data, and nobody else's load in the figures.
             lanes = {
-                mode: stack.enter_context(lane(mode, run_dir, concurrency, max(sizes), warmup))
+                mode: stack.enter_context(
+                    lane(mode, run_dir, concurrency, max(sizes), warmup, envs.get(mode))
+                )
                 for mode in start_order
             }
             for round_index in round_indexes:
@@ -130,7 +143,7 @@ def _round(
     for position, mode in enumerate(mode_order(round_index * len(sizes), modes)):
         lane, done = lanes[mode], chunks[mode]
         gained = lane.stream_bytes() - appended[mode]
-        if lane.client.traced != (mode != PLAIN) or (mode == PLAIN) != (gained == 0):
+        if lane.client.traced != lane.traced or lane.traced == (gained == 0):
             raise KitError(
                 f"{mode}: the client traced={lane.client.traced} and the stream gained "
                 f"{gained} bytes: the mode did not take effect (is XRAY_TRACE set by "

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from demo.bench import variants as variants_mod
 from demo.bench.report import MODES, SPY
 from demo.bench.runner import run_bench
 from demo.cli.errors import one_line_errors
@@ -25,15 +26,33 @@ from demo.cli.notes import private_redis
     is_flag=True,
     help="plain and traced only: the MONITOR lane takes half a run's time",
 )
+@click.option(
+    "--variant",
+    "variant_texts",
+    multiple=True,
+    metavar="NAME=VAR=VALUE[,VAR=VALUE…]",
+    help="one more lane, traced with these variables on top (repeatable); e.g. "
+    "hops=XRAY_COMMANDS=0, or aa=XRAY_TRACE=0 for an A/A check",
+)
 @one_line_errors
 def bench_command(
-    tasks: int, rounds: int, concurrency: int, json_path: Path | None, no_monitor: bool
+    tasks: int,
+    rounds: int,
+    concurrency: int,
+    json_path: Path | None,
+    no_monitor: bool,
+    variant_texts: tuple[str, ...],
 ) -> None:
     """Throughput of plain Celery, traced, and traced with MONITOR, side by side.
 
     Exit code 0 on PASS, FAIL and INCONCLUSIVE (this is a measurement); 1 if a part failed
     or results went missing (then there is nothing to measure).
     """
+    try:
+        variants = [variants_mod.parse(text) for text in variant_texts]
+        variants_mod.check_unique(variants)
+    except variants_mod.VariantError as error:
+        raise click.BadParameter(str(error), param_hint="--variant") from None
     console = Console()
     if not console.is_terminal:
         console = Console(width=120)  # a log file gets the whole table, not 80 columns of it
@@ -41,10 +60,17 @@ def bench_command(
         console.print(line, highlight=False)
     modes = tuple(m for m in MODES if not (no_monitor and m == SPY))
     console.print(
-        f"bench: {len(modes)} modes × {rounds} rounds × {tasks} add tasks, -c {concurrency}"
+        f"bench: {len(modes) + len(variants)} modes × {rounds} rounds × {tasks} add tasks, "
+        f"-c {concurrency}" + "".join(f"\n  variant {v.label}" for v in variants),
+        highlight=False,
     )
     report = run_bench(
-        tasks, rounds, concurrency, progress=lambda m: console.print(m.line()), modes=modes
+        tasks,
+        rounds,
+        concurrency,
+        progress=lambda m: console.print(m.line()),
+        modes=modes,
+        variants=variants,
     )
     if json_path is not None:
         json_path.write_text(json.dumps(report.to_dict(), indent=2))

@@ -157,3 +157,14 @@ def test_the_extra_cpu_is_split_by_part_round_by_round() -> None:
     ]
     assert r.extra_by_part(TRACED) == {"client": 10.0, "worker": 0.0, "redis": 5.0, "threads": 30.0}
     assert "client +10 µs, worker +0 µs, Redis +5 µs" in r.verdict()
+
+
+def test_the_verdict_gives_each_variant_its_ratio_and_cpu_beside_traced() -> None:
+    r = report({PLAIN: [100.0] * 6, TRACED: [95.0] * 6, "hops": [98.0] * 6})
+    r.variants = {"hops": {"XRAY_COMMANDS": "0"}}
+    lines = r.verdict().splitlines()
+    assert lines[0].startswith("FAIL: traced / plain = 0.950")  # the verdict stays traced's
+    assert any(
+        line.startswith("variant hops (XRAY_COMMANDS=0): hops / plain = 0.980") for line in lines
+    )
+    assert r.to_dict()["variants"] == {"hops": {"XRAY_COMMANDS": "0"}}
