@@ -26,6 +26,7 @@ from demo.bench.report import PLAIN
 from demo.errors import KitError
 from demo.stack.redis_server import RedisServer
 from demo.stack.worker import Worker
+from envoi_mails.settings import Settings
 
 IDLE_CPU = 0.10  # the worker counts as idle below this share of one core
 QUEUE = names.DEFAULT_QUEUE
@@ -146,7 +147,7 @@ def lane(
         with broker_env(server.url):
             worker.start()
         client = Client(env, chunk, warmup, run_dir / f"client-{slug}.log")
-        yield Lane(mode, server, worker, client, store, env["XRAY_TRACE"] != "0")
+        yield Lane(mode, server, worker, client, store, Settings.from_env(env).xray_trace)
     finally:
         if client is not None:
             client.close()

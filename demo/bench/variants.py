@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 from demo.bench.report import MODES
+from envoi_mails.settings import Settings, SettingsError
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,19}")
 _VAR = re.compile(r"[A-Z_][A-Z0-9_]*")
@@ -33,7 +34,7 @@ class Variant:
     @property
     def traced(self) -> bool:
         """Whether the lane's processes trace (and must write to the stream)."""
-        return self.env.get("XRAY_TRACE", "1") != "0"
+        return Settings.from_env(self.env).xray_trace
 
     @property
     def label(self) -> str:
@@ -56,6 +57,10 @@ def parse(text: str) -> Variant:
         if var in _LANE_OWNED:
             raise VariantError(f"{text!r}: {var} is the lane's own Redis; the bench sets it")
         env[var] = value
+    try:  # a value the app would refuse is refused here, before any lane starts
+        Settings.from_env(env)
+    except SettingsError as error:
+        raise VariantError(f"{text!r}: {error}") from None
     return Variant(name, env)
 
 

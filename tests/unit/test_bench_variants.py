@@ -14,8 +14,9 @@ def test_a_variant_is_a_name_and_the_variables_its_lane_gets() -> None:
     assert variant.label == "hops (XRAY_COMMANDS=0, XRAY_LOG_FORMAT=json)"
 
 
-def test_a_variant_with_tracing_off_is_a_plain_lane() -> None:
+def test_a_variant_with_tracing_off_is_a_plain_lane_however_it_says_no() -> None:
     assert not parse("aa=XRAY_TRACE=0").traced
+    assert not parse("aa=XRAY_TRACE=off").traced  # the app's own reading of a yes/no value
 
 
 def test_a_value_may_hold_an_equals_sign() -> None:
@@ -32,6 +33,8 @@ def test_a_value_may_hold_an_equals_sign() -> None:
         ("hops=xray_commands=0", "is not VAR=VALUE"),
         ("hops=XRAY_COMMANDS=0,", "is not VAR=VALUE"),
         ("elsewhere=CELERY_BROKER_URL=redis://10.0.0.1", "the lane's own Redis"),
+        ("odd=XRAY_COMMANDS=maybe", "XRAY_COMMANDS='maybe' is not a yes/no value"),
+        ("odd=XRAY_LOG_FORMAT=xml", "XRAY_LOG_FORMAT='xml': use auto, console or json"),
     ],
 )
 def test_a_variant_the_bench_cannot_run_is_refused_with_the_reason(text: str, said: str) -> None:
