@@ -11,6 +11,7 @@ tutorial's app without the stack fails at once instead of reaching the machine's
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -23,14 +24,25 @@ E2E = Path(__file__).parent / "e2e"
 NOWHERE = "redis://127.0.0.1:1/0"
 # Short SMTP backoff so that retry tests take seconds, not minutes (scenarios inherit it).
 FAST_RETRY = {"MAIL_RETRY_BACKOFF": "0.2", "MAIL_RETRY_BACKOFF_MAX": "1"}
+STATE_DIR = pytest.StashKey[Path]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
     for name in USERS_SERVERS:
         os.environ.pop(name, None)
     os.environ["CELERY_BROKER_URL"] = NOWHERE
-    os.environ["XRAY_STATE_DIR"] = tempfile.mkdtemp(prefix="xray-tests-")
+    folder = tempfile.mkdtemp(prefix="xray-tests-")
+    os.environ["XRAY_STATE_DIR"] = folder
+    config.stash[STATE_DIR] = Path(folder)
     os.environ.update(FAST_RETRY)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The run's state folder (the kit's mails, stack lock and run folders) goes with the
+    run: each `./run test` used to leave one in the system's temporary folder."""
+    folder = config.stash.get(STATE_DIR, None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -38,6 +38,7 @@ from demo.bench.variants import Variant
 from demo.config import KitConfig
 from demo.errors import KitError
 from demo.spy.monitor import Spy
+from demo.stack.shield import deferred
 
 # Untimed tasks the client sends first: connections, pub/sub and the emitter's thread are
 # set up once per process, not per task, so they stay out of the timed span.
@@ -95,27 +96,53 @@ def run_bench(
     first_half = rounds - rounds // 2
     halves = [(range(first_half), modes), (range(first_half, rounds), modes[::-1])]
     for round_indexes, start_order in halves:
-        if not round_indexes:
-            continue
-        with contextlib.ExitStack() as stack:
-            # Always private Redis servers, even if CELERY_BROKER_URL names one: nobody
-            # else's data, and nobody else's load in the figures.
-            lanes = {
-                mode: stack.enter_context(
-                    lane(mode, run_dir, concurrency, max(sizes), warmup, envs.get(mode))
-                )
-                for mode in start_order
-            }
+        if round_indexes:
+            _half(report, round_indexes, start_order, sizes, warmup, envs, progress)
+    report.duration_s = time.monotonic() - started
+    report.load_after = os.getloadavg()
+    return report
+
+
+def _half(
+    report: BenchReport,
+    round_indexes: range,
+    start_order: tuple[str, ...],
+    sizes: list[int],
+    warmup: int,
+    envs: dict[str, dict[str, str]],
+    progress: Callable[[Measurement], None] | None,
+) -> None:
+    """Start every lane, run these rounds, stop every lane."""
+    stack = contextlib.ExitStack()
+    interrupted = True
+    try:
+        # Always private Redis servers, even if CELERY_BROKER_URL names one: nobody
+        # else's data, and nobody else's load in the figures.
+        lanes = {
+            mode: stack.enter_context(
+                lane(mode, report.run_dir, report.concurrency, max(sizes), warmup, envs.get(mode))
+            )
+            for mode in start_order
+        }
+        try:
             for round_index in round_indexes:
                 for measured in _round(lanes, round_index, sizes, report):
                     report.measurements.append(measured)
                     if progress is not None:
                         progress(measured)
-            for each in lanes.values():  # the warm shutdowns side by side (about 2 s each)
+        finally:
+            # The warm shutdowns side by side (about 2 s each), after the last round or
+            # a Ctrl-C: the lanes then close one by one, their workers already stopping.
+            for each in lanes.values():
                 each.worker.ask_to_stop()
-    report.duration_s = time.monotonic() - started
-    report.load_after = os.getloadavg()
-    return report
+        interrupted = False
+    finally:
+        # A Ctrl-C while the lanes close must not cut that short: it would leave a lane's
+        # redis-server to the kernel's parent-death signal. After an interruption a second
+        # one is dropped (the stop is under way); otherwise it takes effect once all is
+        # closed, so a Ctrl-C between the halves still ends the run.
+        with deferred(redeliver=not interrupted):
+            stack.close()
 
 
 def chunk_sizes(tasks: int, chunk: int) -> list[int]:
