@@ -64,14 +64,19 @@ def bench_command(
         f"-c {concurrency}" + "".join(f"\n  variant {v.label}" for v in variants),
         highlight=False,
     )
-    report = run_bench(
-        tasks,
-        rounds,
-        concurrency,
-        progress=lambda m: console.print(m.line()),
-        modes=modes,
-        variants=variants,
-    )
+    try:
+        report = run_bench(
+            tasks,
+            rounds,
+            concurrency,
+            progress=lambda m: console.print(m.line()),
+            modes=modes,
+            variants=variants,
+        )
+    except KeyboardInterrupt:
+        # run_bench has stopped every lane by then, whatever more Ctrl-Cs came meanwhile.
+        console.print("interrupted: every lane is stopped, nothing left running.")
+        sys.exit(130)
     if json_path is not None:
         json_path.write_text(json.dumps(report.to_dict(), indent=2))
     if report.complete:

@@ -23,6 +23,7 @@ from kit_launch import (
 pytestmark = pytest.mark.e2e
 
 SCENARIO_02 = [sys.executable, str(ROOT / "scenarios" / "02_send_one_mail.py"), "--no-pause"]
+BENCH = [sys.executable, "-m", "demo", "bench", "--tasks", "300", "--rounds", "4"]
 START_DEADLINE_S = 90.0  # parts start in seconds; the machine is shared with other runs
 # An impatient user presses Ctrl-C again and again: some land while the kit is stopping. The
 # worker's warm shutdown takes seconds; Redis and the SMTP sink stop in a fraction of one.
@@ -83,3 +84,22 @@ def test_demo_up_stopped_by_any_signal_leaves_nothing(signum: int, tmp_path: Pat
     assert left == [], str(kit)
     if signum != signal.SIGKILL:
         assert code == 0 and "stopped: nothing left running." in kit.output, str(kit)
+
+
+def test_bench_interrupted_again_and_again_stops_every_lane(tmp_path: Path) -> None:
+    """`demo bench` runs a redis-server, a worker and a client per lane: Ctrl-C during a
+    round, and more while it stops, stop them all, and each lane's Redis folder (in the
+    system's temporary folder) goes with its server."""
+    kit = launch([*BENCH, "--variant", "aa=XRAY_TRACE=0"], kit_env(tmp_path))
+    try:
+        kit.wait_for("CPU/task", START_DEADLINE_S)  # a round is under way: every lane runs
+        servers = [p for p in kit.family() if "redis-server" in " ".join(p.cmdline())]
+        folders = [redis_folder(server) for server in servers]
+        code = kit.ctrl_c_until_it_exits(gap_s=SECOND_CTRL_C_S)
+        left = kit.left_behind()
+    finally:
+        kit.kill()
+    assert len(servers) == 4, "plain, traced, traced+monitor and the variant: a Redis each"
+    assert left == [], str(kit)
+    assert not [folder for folder in folders if folder.exists()], str(kit)
+    assert code in INTERRUPTED, str(kit)
