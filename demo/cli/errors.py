@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -12,6 +13,7 @@ import click
 from demo.errors import KitError
 
 F = TypeVar("F", bound=Callable[..., Any])
+INTERRUPTED = 128 + signal.SIGINT  # a shell's exit code for a job stopped by Ctrl-C
 
 
 def one_line_errors(func: F) -> F:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from demo.cli.errors import one_line_errors
+from demo.cli.errors import INTERRUPTED, one_line_errors
 from demo.cli.notes import private_redis
 
 
@@ -43,13 +43,19 @@ def soak_command(
     for line in private_redis("soak"):
         click.echo(line)
     click.echo(f"soak: {mails} mails, -c {concurrency}, SMTP outages of {outage_s:.0f} s")
-    report = run_soak(
-        mails,
-        concurrency=concurrency,
-        outage_s=outage_s,
-        deadline_s=deadline_s,
-        progress=click.echo,
-    )
+    try:
+        report = run_soak(
+            mails,
+            concurrency=concurrency,
+            outage_s=outage_s,
+            deadline_s=deadline_s,
+            progress=click.echo,
+        )
+    except KeyboardInterrupt:
+        # The soak's stack has stopped by then (Stack.stop holds off further Ctrl-Cs). No
+        # count: mails still on their way would read as lost.
+        click.echo("\ninterrupted: the soak's stack is stopped, nothing left running; no count")
+        sys.exit(INTERRUPTED)
     for line in report.lines():
         click.echo(line)
     if json_path is not None:

@@ -13,15 +13,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from demo.cli.errors import one_line_errors
+from demo.cli.errors import INTERRUPTED, one_line_errors
 from demo.config import KitConfig
 from demo.errors import KitError
 from demo.stack import state
 
 if TYPE_CHECKING:
     from demo.stack.stack import Stack
-
-INTERRUPTED = 128 + signal.SIGINT  # a shell's exit code for a job stopped by Ctrl-C
 
 
 @click.command("up")

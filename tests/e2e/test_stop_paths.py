@@ -103,3 +103,22 @@ def test_bench_interrupted_again_and_again_stops_every_lane(tmp_path: Path) -> N
     assert left == [], str(kit)
     assert not [folder for folder in folders if folder.exists()], str(kit)
     assert code in INTERRUPTED, str(kit)
+    assert "interrupted: every lane is stopped, nothing left running." in kit.output, str(kit)
+    assert "Aborted!" not in kit.output
+
+
+def test_soak_interrupted_again_and_again_stops_its_stack(tmp_path: Path) -> None:
+    """`demo soak` mid-run: its stack (Redis, SMTP sink, worker) stops, and it says so."""
+    kit = launch([sys.executable, "-m", "demo", "soak", "--mails", "2000"], kit_env(tmp_path))
+    try:
+        kit.wait_for("sent", START_DEADLINE_S)  # its first progress line: mails are flowing
+        folder = redis_folder(kit.wait_for_process("redis-server", START_DEADLINE_S))
+        code = kit.ctrl_c_until_it_exits(gap_s=SECOND_CTRL_C_S)
+        left = kit.left_behind()
+    finally:
+        kit.kill()
+    assert left == [], str(kit)
+    assert not folder.exists() or tmp_path in folder.parents, f"{folder} left behind"
+    assert code in INTERRUPTED, str(kit)
+    assert "interrupted: the soak's stack is stopped, nothing left running" in kit.output, str(kit)
+    assert "Aborted!" not in kit.output
