@@ -17,6 +17,7 @@ tasks at a steady rate, without waiting for their results.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import statistics
 import tempfile
 import threading
@@ -151,26 +152,36 @@ def run_bench_live(
         state_dir=state_dir,
     )
     report = LiveBench()
-    with Stack(private) as stack, chromium.launched() as browser, open("/dev/null", "w") as sink:
-        stack.apply_env()
-        stack.start_worker("bench-live", extra=["-c", str(concurrency)])
-        live = start_live(stack.broker_url, console=Console(file=sink), state_dir=state_dir)
-        try:
-            live.stream()
-            assert live.url is not None and live.feed is not None
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(f"{live.url}/?bench")
-            page.wait_for_selector("#conn.live")
-            terminal = live.feed.latencies
-            sent = 0
-            plan = [(SLOW_RATE, int(SLOW_S * SLOW_RATE)), (FAST_RATE, int(fast_s * FAST_RATE))]
-            while sent < total:
-                rate, count = plan.pop(0) if plan else (FAST_RATE, min(total - sent, total // 2))
-                progress(f"{count} tasks at {rate:.0f}/s …")
-                phase = _phase(page, terminal, rate, count)
-                sent += phase.sent
-                report.phases.append(phase)
-                report.footprints.append(_footprint(page, sent))
-        finally:
-            live.close()
+    try:
+        with (
+            Stack(private) as stack,
+            chromium.launched() as browser,
+            open("/dev/null", "w") as sink,
+        ):
+            stack.apply_env()
+            stack.start_worker("bench-live", extra=["-c", str(concurrency)])
+            live = start_live(stack.broker_url, console=Console(file=sink), state_dir=state_dir)
+            try:
+                live.stream()
+                assert live.url is not None and live.feed is not None
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.goto(f"{live.url}/?bench")
+                page.wait_for_selector("#conn.live")
+                terminal = live.feed.latencies
+                sent = 0
+                plan = [(SLOW_RATE, int(SLOW_S * SLOW_RATE)), (FAST_RATE, int(fast_s * FAST_RATE))]
+                while sent < total:
+                    rate, count = (
+                        plan.pop(0) if plan else (FAST_RATE, min(total - sent, total // 2))
+                    )
+                    progress(f"{count} tasks at {rate:.0f}/s …")
+                    phase = _phase(page, terminal, rate, count)
+                    sent += phase.sent
+                    report.phases.append(phase)
+                    report.footprints.append(_footprint(page, sent))
+            finally:
+                live.close()
+    finally:
+        # Its own state folder (mails, logs, the stack's lock): gone once the stack is.
+        shutil.rmtree(state_dir, ignore_errors=True)
     return report

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from pathlib import Path
 
 import click
@@ -10,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from demo.bench.live import MS, LiveBench, Phase, run_bench_live
-from demo.cli.errors import one_line_errors
+from demo.cli.errors import INTERRUPTED, one_line_errors
 
 COLUMNS = "rate|achieved|tasks|shown|page p50|page p95|term p50|term p95|lines|X-ray CPU"
 TABLE_W = 110  # the figures' table, whole, even in a narrow terminal
@@ -64,12 +66,21 @@ def bench_live_command(
     """How soon the terminal and the page show a task (1 and 200 tasks/s), and what the page
     holds after many tasks (a measurement, not a test: it always exits 0 once measured)."""
     console = Console(width=max(Console().width, TABLE_W))
-    report = run_bench_live(
-        fast_s=fast_seconds,
-        total=tasks,
-        concurrency=concurrency,
-        progress=lambda text: console.print(f"[dim]{text}[/]"),
-    )
+    try:
+        report = run_bench_live(
+            fast_s=fast_seconds,
+            total=tasks,
+            concurrency=concurrency,
+            progress=lambda text: console.print(f"[dim]{text}[/]"),
+        )
+    except KeyboardInterrupt:
+        # The Ctrl-C reached Playwright's driver too (the same terminal): its pending
+        # futures would each print a traceback-like notice when collected.
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+        console.print(
+            "interrupted: the bench's stack and browser are stopped, nothing left running"
+        )
+        sys.exit(INTERRUPTED)
     for table in _tables(report):
         console.print(table)
     if json_path is not None:
