@@ -86,10 +86,13 @@ def _up(config: KitConfig, concurrency: int | None, flower: bool, options: Live)
                     "live": live.url,
                 },
             )
-            click.echo(banner(stack, live_url=live.url))
-            live.stream()
+            # From the banner on, the stack is up: a signal stops it (exit 0), it no longer
+            # interrupts a start-up. One that landed while the feed's thread started (after
+            # the banner) used to be reported as "interrupted during start-up".
             started = True
             try:
+                click.echo(banner(stack, live_url=live.url))
+                live.stream()
                 watch(stack, say=lambda line: click.echo(line, err=True))
             except KitError as exc:
                 failure = exc
