@@ -63,10 +63,12 @@ def _redis_cpu(client: redis.Redis) -> float:
 
 
 def measure(flushes: int = 300) -> FlushCost:
-    server = RedisServer().start()
-    # Named as the kit's own: the app's command capture leaves it out (commands.KIT_PREFIX).
-    client = redis.Redis.from_url(server.url, client_name=f"{KIT_PREFIX}-bench-flush")
-    try:
+    server = RedisServer()
+    client: redis.Redis | None = None
+    try:  # a Ctrl-C while the server starts still stops it (and removes its folder)
+        server.start()
+        # Named as the kit's own: the app's command capture leaves it out (KIT_PREFIX).
+        client = redis.Redis.from_url(server.url, client_name=f"{KIT_PREFIX}-bench-flush")
         held = HeldEmitter(server.url)
         held.emit(IDENTITY, (time.time(), *HOP))
         held.flush()  # connected, script loaded: one-off costs stay out of the figures
@@ -84,5 +86,6 @@ def measure(flushes: int = 300) -> FlushCost:
             raise RuntimeError(f"{held.dropped} events were not sent: the figures mean nothing")
         return FlushCost(*fit(mine), *fit(theirs))
     finally:
-        client.close()
+        if client is not None:
+            client.close()
         server.stop()

@@ -25,6 +25,7 @@ from demo import names
 from demo.bench.report import PLAIN
 from demo.errors import KitError
 from demo.stack.redis_server import RedisServer
+from demo.stack.shield import deferred
 from demo.stack.worker import Worker
 from envoi_mails.settings import Settings
 
@@ -55,7 +56,7 @@ class Client:
             ready = self._reply()
             if not ready.get("ready"):
                 raise KitError(f"bench client did not start: {ready} (see {log})")
-        except KitError:
+        except BaseException:  # a failure, or a Ctrl-C while it starts
             self.close()  # the lane never gets this client: nothing else would stop it
             raise
         self.traced = bool(ready["traced"])
@@ -128,32 +129,41 @@ def lane(
     variant_env: Mapping[str, str] | None = None,
 ) -> Iterator[Lane]:
     """The lane of `mode`; a variant's environment (variants.py) goes on top of the mode's."""
-    server = RedisServer().start()
-    env = {
-        "CELERY_BROKER_URL": server.url,
-        # Empty, not the URL: Celery lets a set CELERY_RESULT_BACKEND override the app's
-        # backend class (celery/app/utils.py), which would drop the traced backend's hops.
-        # Empty means "the broker's URL", as in the tutorial, and hides an inherited value.
-        "CELERY_RESULT_BACKEND": "",
-        "XRAY_TRACE": "0" if mode == PLAIN else "1",
-        "PYTHONUNBUFFERED": "1",
-        **(variant_env or {}),
-    }
+    server = RedisServer()
     slug = mode.replace("+", "-")
-    worker = Worker(env, run_dir / f"worker-{slug}.log", f"bench-{slug}", ["-c", str(concurrency)])
-    store = redis.Redis.from_url(server.url)
+    worker: Worker | None = None
+    store: redis.Redis | None = None
     client: Client | None = None
-    try:
+    try:  # from the first part on: a Ctrl-C during the lane's start-up stops what started
+        server.start()
+        env = {
+            "CELERY_BROKER_URL": server.url,
+            # Empty, not the URL: Celery lets a set CELERY_RESULT_BACKEND override the app's
+            # backend class (celery/app/utils.py), which would drop the traced backend's hops.
+            # Empty means "the broker's URL", as in the tutorial, and hides an inherited value.
+            "CELERY_RESULT_BACKEND": "",
+            "XRAY_TRACE": "0" if mode == PLAIN else "1",
+            "PYTHONUNBUFFERED": "1",
+            **(variant_env or {}),
+        }
+        log = run_dir / f"worker-{slug}.log"
+        worker = Worker(env, log, f"bench-{slug}", ["-c", str(concurrency)])
+        store = redis.Redis.from_url(server.url)
         with broker_env(server.url):
             worker.start()
         client = Client(env, chunk, warmup, run_dir / f"client-{slug}.log")
         yield Lane(mode, server, worker, client, store, Settings.from_env(env).xray_trace)
     finally:
-        if client is not None:
-            client.close()
-        worker.stop()
-        store.close()
-        server.stop()
+        # Not cut short by another Ctrl-C (shield.py); within the runner's own deferral,
+        # which closes the lanes, this one leaves the decision to it.
+        with deferred(redeliver=True):
+            if client is not None:
+                client.close()
+            if worker is not None:
+                worker.stop()
+            if store is not None:
+                store.close()
+            server.stop()
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,24 @@ def test_soak_interrupted_again_and_again_stops_its_stack(tmp_path: Path) -> Non
     _interrupt_when(kit, "envoi_mails worker", SECOND_CTRL_C_S, tmp_path)
     assert "interrupted: the soak's stack is stopped, nothing left running" in kit.output, str(kit)
     assert "Aborted!" not in kit.output
+
+
+def _redis_folders() -> set[Path]:
+    """The private redis-servers' own folders (RedisServer without a folder: the bench's)."""
+    return set(Path(tempfile.gettempdir()).glob("xray-redis-*"))
+
+
+def test_bench_interrupted_again_and_again_during_start_up_leaves_nothing(tmp_path: Path) -> None:
+    """Ctrl-C while the bench starts its lanes: a lane half started (its redis-server up, its
+    worker not yet) is stopped too, folder included (it was left to the kernel's signal)."""
+    before = _redis_folders()
+    kit = launch(BENCH, kit_env(tmp_path))
+    try:
+        kit.wait_for("bench: ", START_DEADLINE_S)  # its first line: the lanes start now
+        code = kit.ctrl_c_until_it_exits(gap_s=FAST_CTRL_C_S)
+        left = kit.left_behind()
+    finally:
+        kit.kill()
+    assert left == [], str(kit)
+    assert _redis_folders() - before == set(), str(kit)
+    assert code in INTERRUPTED, str(kit)
