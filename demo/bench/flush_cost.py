@@ -47,12 +47,10 @@ class FlushCost:
 def fit(points: list[tuple[float, float]]) -> tuple[float, float]:
     """The least-squares line through (x, y) points: (intercept, slope)."""
     xs, ys = [x for x, _ in points], [y for _, y in points]
-    mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
-    spread = sum((x - mean_x) ** 2 for x in xs)
-    if not spread:
+    if len(set(xs)) < 2:
         raise ValueError("a line needs at least two different x")
-    slope = sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
-    return mean_y - slope * mean_x, slope
+    slope, intercept = statistics.linear_regression(xs, ys)
+    return intercept, slope
 
 
 def _redis_cpu(client: redis.Redis) -> float:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,11 @@ class Measurement:
             f"{self.tasks_per_s:8.1f} tasks/s ({self.elapsed_s:.2f} s), "
             f"{self.cpu_us_per_task:.0f} µs CPU/task{spy}{flag}"
         )
+
+
+def setting(env: Mapping[str, str]) -> str:
+    """A variant's environment as its report shows it: `VAR=VALUE, …`."""
+    return ", ".join(f"{var}={value}" for var, value in env.items())
 
 
 def _by_part(parts: dict[str, float]) -> str:
@@ -256,9 +262,8 @@ class BenchReport:
         for name, env in self.variants.items():
             variant = self.summary(name)
             low, high = variant.cpu_extra_interval
-            setting = ", ".join(f"{k}={v}" for k, v in env.items())
             lines.append(
-                f"variant {name} ({setting}): {name} / plain = {variant.ratio:.3f}, adds "
+                f"variant {name} ({setting(env)}): {name} / plain = {variant.ratio:.3f}, adds "
                 f"{variant.cpu_extra:+.1%} CPU per task (interval {low:+.1%} to {high:+.1%})"
             )
             by_part = self.extra_by_part(name)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from demo.bench.report import MODES
+from demo.bench.report import MODES, setting
 from envoi_mails.settings import Settings, SettingsError
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,19}")
@@ -38,7 +38,7 @@ class Variant:
 
     @property
     def label(self) -> str:
-        return f"{self.name} ({', '.join(f'{k}={v}' for k, v in self.env.items())})"
+        return f"{self.name} ({setting(self.env)})"
 
 
 def parse(text: str) -> Variant:

@@ -12,7 +12,7 @@ from rich.console import Console
 from demo.bench import variants as variants_mod
 from demo.bench.report import MODES, SPY
 from demo.bench.runner import run_bench
-from demo.cli.errors import INTERRUPTED, one_line_errors
+from demo.cli.errors import exit_interrupted, one_line_errors
 from demo.cli.notes import private_redis
 
 
@@ -75,8 +75,7 @@ def bench_command(
         )
     except KeyboardInterrupt:
         # run_bench has stopped every lane by then, whatever more Ctrl-Cs came meanwhile.
-        console.print("interrupted: every lane is stopped, nothing left running.")
-        sys.exit(INTERRUPTED)
+        exit_interrupted("interrupted: every lane is stopped, nothing left running.")
     if json_path is not None:
         json_path.write_text(json.dumps(report.to_dict(), indent=2))
     if report.complete:

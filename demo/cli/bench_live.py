@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
 
 import click
@@ -12,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from demo.bench.live import MS, LiveBench, Phase, run_bench_live
-from demo.cli.errors import INTERRUPTED, one_line_errors
+from demo.cli.errors import exit_interrupted, one_line_errors
 
 COLUMNS = "rate|achieved|tasks|shown|page p50|page p95|term p50|term p95|lines|X-ray CPU"
 TABLE_W = 110  # the figures' table, whole, even in a narrow terminal
@@ -77,10 +76,9 @@ def bench_live_command(
         # The Ctrl-C reached Playwright's driver too (the same terminal): its pending
         # futures would each print a traceback-like notice when collected.
         logging.getLogger("asyncio").setLevel(logging.CRITICAL)
-        console.print(
+        exit_interrupted(
             "interrupted: the bench's stack and browser are stopped, nothing left running"
         )
-        sys.exit(INTERRUPTED)
     for table in _tables(report):
         console.print(table)
     if json_path is not None:

@@ -6,7 +6,7 @@ import functools
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -14,6 +14,13 @@ from demo.errors import KitError
 
 F = TypeVar("F", bound=Callable[..., Any])
 INTERRUPTED = 128 + signal.SIGINT  # a shell's exit code for a job stopped by Ctrl-C
+
+
+def exit_interrupted(message: str) -> NoReturn:
+    """After a Ctrl-C, once what the command started is stopped: say so, exit as a shell
+    expects of a job stopped by Ctrl-C."""
+    click.echo(message)
+    sys.exit(INTERRUPTED)
 
 
 def one_line_errors(func: F) -> F:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from demo.cli.errors import INTERRUPTED, one_line_errors
+from demo.cli.errors import exit_interrupted, one_line_errors
 from demo.cli.notes import private_redis
 
 
@@ -54,8 +54,9 @@ def soak_command(
     except KeyboardInterrupt:
         # The soak's stack has stopped by then (Stack.stop holds off further Ctrl-Cs). No
         # count: mails still on their way would read as lost.
-        click.echo("\ninterrupted: the soak's stack is stopped, nothing left running; no count")
-        sys.exit(INTERRUPTED)
+        exit_interrupted(
+            "\ninterrupted: the soak's stack is stopped, nothing left running; no count"
+        )
     for line in report.lines():
         click.echo(line)
     if json_path is not None:

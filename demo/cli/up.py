@@ -7,13 +7,12 @@ came during start-up, 1 when a part failed (the message says which, and how it e
 from __future__ import annotations
 
 import signal
-import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import click
 
-from demo.cli.errors import INTERRUPTED, one_line_errors
+from demo.cli.errors import exit_interrupted, one_line_errors
 from demo.config import KitConfig
 from demo.errors import KitError
 from demo.stack import state
@@ -103,8 +102,7 @@ def _up(config: KitConfig, concurrency: int | None, flower: bool, options: Live)
         if live is not None and not started:
             live.close()
         if not started:
-            click.echo(f"\ninterrupted during start-up: {_what_is_left(stack)}")
-            sys.exit(INTERRUPTED)
+            exit_interrupted(f"\ninterrupted during start-up: {_what_is_left(stack)}")
     finally:
         state.clear(config.state_dir)
     click.echo(f"stopped: {_what_is_left(stack)}")
